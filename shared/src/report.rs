@@ -1,0 +1,262 @@
+//! The validation report: every finding, exact counts, and what was read. Serialises to the stable JSON shape
+//! other tools read, and renders a short text form for people (grouped, counted, a few lines per code).
+
+use crate::finding::{Code, Finding, Severity};
+use crate::spec::{FileKind, Mode};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// What was read of one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FileSummary {
+    /// `bulk` or `delta` as the manifest declares it; `None` when there is no usable manifest entry.
+    #[serde(serialize_with = "serialize_mode")]
+    pub mode: Option<Mode>,
+    /// Data rows read (the header not counted).
+    pub rows: u64,
+}
+
+fn serialize_mode<S: serde::Serializer>(mode: &Option<Mode>, s: S) -> Result<S::Ok, S::Error> {
+    match mode {
+        Some(m) => s.serialize_str(m.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+/// Exact numbers of errors and warnings, even when the findings list was cut.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub errors: u64,
+    pub warnings: u64,
+}
+
+/// The outcome of validating one bundle.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// No error findings (warnings allowed).
+    pub valid: bool,
+    /// `oneroster.version` as the manifest states it.
+    pub oneroster_version: Option<String>,
+    /// Files read, by file name.
+    pub files: BTreeMap<String, FileSummary>,
+    pub counts: Counts,
+    /// Every finding kept, in file then line order.
+    pub findings: Vec<Finding>,
+    /// Exact count per (file, code, severity), also for findings past the kept limit.
+    #[serde(skip)]
+    pub groups: BTreeMap<(FileRank, Code, Severity), u64>,
+}
+
+/// Sort key for files in a report: bundle-level findings first, then the manifest, then data files in spec order,
+/// then anything else by name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FileRank(u8, String);
+
+impl FileRank {
+    pub fn of(file: Option<&str>) -> FileRank {
+        match file {
+            None => FileRank(0, String::new()),
+            Some("manifest.csv") => FileRank(1, "manifest.csv".into()),
+            Some(name) => match FileKind::ALL.iter().position(|k| k.file_name() == name) {
+                Some(i) => FileRank(2 + i as u8, name.into()),
+                None => FileRank(100, name.into()),
+            },
+        }
+    }
+
+    /// The file name, or `None` for bundle-level findings.
+    pub fn name(&self) -> Option<&str> {
+        if self.0 == 0 { None } else { Some(&self.1) }
+    }
+}
+
+/// Collects findings while a bundle is read, keeping at most `max_findings` of them.
+pub struct ReportBuilder {
+    max_findings: usize,
+    findings: Vec<Finding>,
+    counts: Counts,
+    groups: BTreeMap<(FileRank, Code, Severity), u64>,
+    dropped: u64,
+    files: BTreeMap<String, FileSummary>,
+    oneroster_version: Option<String>,
+}
+
+impl ReportBuilder {
+    pub fn new(max_findings: usize) -> ReportBuilder {
+        ReportBuilder {
+            max_findings,
+            findings: Vec::new(),
+            counts: Counts::default(),
+            groups: BTreeMap::new(),
+            dropped: 0,
+            files: BTreeMap::new(),
+            oneroster_version: None,
+        }
+    }
+
+    pub fn push(&mut self, finding: Finding) {
+        match finding.severity {
+            Severity::Error => self.counts.errors += 1,
+            Severity::Warning => self.counts.warnings += 1,
+        }
+        let key = (
+            FileRank::of(finding.file.as_deref()),
+            finding.code,
+            finding.severity,
+        );
+        *self.groups.entry(key).or_default() += 1;
+        if self.findings.len() < self.max_findings {
+            self.findings.push(finding);
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.counts.errors
+    }
+
+    pub fn set_file(&mut self, name: &str, summary: FileSummary) {
+        self.files.insert(name.to_string(), summary);
+    }
+
+    pub fn set_oneroster_version(&mut self, version: Option<String>) {
+        self.oneroster_version = version;
+    }
+
+    pub fn finish(mut self) -> Report {
+        if self.dropped > 0 {
+            let note = Finding::warning(
+                Code::ReportTruncated,
+                format!(
+                    "{} more findings were counted but not listed (the report keeps {})",
+                    self.dropped, self.max_findings
+                ),
+            )
+            .hint("fix the listed problems first, or raise the limit with --max-findings");
+            self.counts.warnings += 1;
+            *self
+                .groups
+                .entry((FileRank::of(None), note.code, note.severity))
+                .or_default() += 1;
+            self.findings.push(note);
+        }
+        // Stable: findings on the same line keep the order they were found in.
+        self.findings
+            .sort_by_cached_key(|f| (FileRank::of(f.file.as_deref()), f.line.unwrap_or(0)));
+        Report {
+            valid: self.counts.errors == 0,
+            oneroster_version: self.oneroster_version,
+            files: self.files,
+            counts: self.counts,
+            findings: self.findings,
+            groups: self.groups,
+        }
+    }
+}
+
+/// Terminal styling for the text report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    Plain,
+    Color,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        match self {
+            Style::Plain => text.to_string(),
+            Style::Color => format!("\x1b[{code}m{text}\x1b[0m"),
+        }
+    }
+}
+
+impl Report {
+    /// The stable JSON form.
+    pub fn to_json(&self) -> String {
+        // Serialising plain data to a String cannot fail.
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// A readable summary: per file, per code, the count and the first `examples` occurrences.
+    pub fn render_text(&self, style: Style, examples: usize) -> String {
+        let mut out = String::new();
+        let mut current_file: Option<Option<&str>> = None;
+        for ((rank, code, severity), count) in &self.groups {
+            let file = rank.name();
+            if current_file != Some(file) {
+                current_file = Some(file);
+                let title = match file {
+                    None => "bundle".to_string(),
+                    Some(name) => match self.files.get(name) {
+                        Some(s) => format!(
+                            "{name} ({}, {} rows)",
+                            s.mode.map_or("mode unknown", Mode::as_str),
+                            s.rows
+                        ),
+                        None => name.to_string(),
+                    },
+                };
+                let _ = writeln!(out, "\n{}", style.paint("1", &title));
+            }
+            let label = match severity {
+                Severity::Error => style.paint("31;1", "error"),
+                Severity::Warning => style.paint("33;1", "warning"),
+            };
+            let times = if *count == 1 {
+                String::new()
+            } else {
+                format!(" ×{count}")
+            };
+            let _ = writeln!(out, "  {label} {}{times}: {}", code.as_str(), code.about());
+            let matching = self.findings.iter().filter(|f| {
+                f.code == *code && f.severity == *severity && f.file.as_deref() == file
+            });
+            let mut hint = None;
+            for (shown, f) in matching.enumerate() {
+                if shown == examples {
+                    let more = count.saturating_sub(examples as u64);
+                    if more > 0 {
+                        let _ = writeln!(out, "      … and {more} more");
+                    }
+                    break;
+                }
+                let mut place = String::new();
+                if let Some(line) = f.line {
+                    let _ = write!(place, "line {line}");
+                }
+                if let Some(column) = &f.column {
+                    if !place.is_empty() {
+                        place.push_str(", ");
+                    }
+                    let _ = write!(place, "{column}");
+                }
+                if !place.is_empty() {
+                    place = style.paint("2", &format!("{place}: "));
+                }
+                let _ = writeln!(out, "    {place}{}", f.message);
+                if hint.is_none() {
+                    hint = f.hint.clone();
+                }
+            }
+            if let Some(hint) = hint {
+                let _ = writeln!(out, "    {} {hint}", style.paint("36", "hint:"));
+            }
+        }
+        let verdict = if self.valid {
+            style.paint("32;1", "valid")
+        } else {
+            style.paint("31;1", "invalid")
+        };
+        let rows: u64 = self.files.values().map(|f| f.rows).sum();
+        let _ = writeln!(
+            out,
+            "\n{verdict}: {} files, {rows} rows, {} errors, {} warnings",
+            self.files.len(),
+            self.counts.errors,
+            self.counts.warnings
+        );
+        out
+    }
+}

@@ -1,0 +1,324 @@
+//! Validation of a whole bundle: the manifest against the files present, then each data file in dependency
+//! order (so every reference points at a file already indexed), streaming its rows through the checks.
+
+mod header;
+mod rows;
+mod state;
+
+use crate::csvread::{Next, RecordReader};
+use crate::finding::{Code, Finding, Severity};
+use crate::input::{Bundle, InputError, Shape};
+use crate::limits::Limits;
+use crate::manifest::{self, Declared};
+use crate::progress::Progress;
+use crate::report::{FileSummary, Report, ReportBuilder};
+use crate::spec::{ColumnType, FileKind, Mode};
+use rows::{FileCheck, Target};
+use state::Indexes;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Rows between progress updates.
+const PROGRESS_EVERY: u64 = 16_384;
+
+/// Opens and validates a `.zip`, a folder or a single CSV file.
+pub fn validate_path(
+    path: &Path,
+    limits: &Limits,
+    progress: &dyn Progress,
+) -> Result<Report, InputError> {
+    let mut bundle = Bundle::open(path, limits)?;
+    validate_bundle(&mut bundle, limits, progress)
+}
+
+/// Validates an opened bundle.
+pub fn validate_bundle(
+    bundle: &mut Bundle,
+    limits: &Limits,
+    progress: &dyn Progress,
+) -> Result<Report, InputError> {
+    let mut report = ReportBuilder::new(limits.max_findings);
+    for finding in bundle.take_findings() {
+        report.push(finding);
+    }
+    let modes = check_manifest(bundle, &mut report)?;
+    let mut idx = Indexes::new();
+    for kind in FileKind::DEPENDENCY_ORDER {
+        if !bundle.has(kind) {
+            continue;
+        }
+        let mode = modes.get(&kind).copied().flatten();
+        let rows = check_file(
+            bundle,
+            kind,
+            mode,
+            &modes,
+            limits,
+            &mut idx,
+            &mut report,
+            progress,
+        )?;
+        report.set_file(kind.file_name(), FileSummary { mode, rows });
+    }
+    Ok(report.finish())
+}
+
+/// Reads the manifest and compares it with the files present. Returns each present file's mode (`None` where
+/// it is unknown: no manifest, not declared, or an invalid value).
+fn check_manifest(
+    bundle: &mut Bundle,
+    report: &mut ReportBuilder,
+) -> Result<BTreeMap<FileKind, Option<Mode>>, InputError> {
+    let mut modes = BTreeMap::new();
+    if let Shape::SingleFile(kind) = bundle.shape() {
+        modes.insert(kind, None);
+        return Ok(modes);
+    }
+    let Some(bytes) = bundle.read_manifest()? else {
+        report.push(
+            Finding::error(Code::ManifestMissing, "the bundle has no manifest.csv")
+                .file("manifest.csv")
+                .hint("add manifest.csv with manifest.version,1.0, oneroster.version,1.1 and a file.<name> row (absent, bulk or delta) for each file"),
+        );
+        for kind in bundle.kinds() {
+            modes.insert(kind, None);
+        }
+        return Ok(modes);
+    };
+    let mut findings = Vec::new();
+    let manifest = manifest::parse(&bytes, &mut findings);
+    for finding in findings {
+        report.push(finding);
+    }
+    report.set_oneroster_version(manifest.oneroster_version.clone());
+    for kind in FileKind::ALL {
+        let present = bundle.has(kind);
+        let declared = manifest.files.get(&kind).copied();
+        let file = kind.file_name();
+        let key = format!("file.{}", kind.name());
+        let line = manifest.lines.get(&key).copied();
+        let mut push = |f: Finding| {
+            report.push(match line {
+                Some(l) => f.line(l),
+                None => f,
+            })
+        };
+        match (declared, present) {
+            (Some(Declared::Present(mode)), true) => {
+                modes.insert(kind, Some(mode));
+            }
+            (Some(Declared::Present(mode)), false) => push(
+                Finding::error(
+                    Code::ManifestFileMissing,
+                    format!(
+                        "manifest.csv declares {file} as {} but the bundle has no {file}",
+                        mode.as_str()
+                    ),
+                )
+                .file("manifest.csv")
+                .column(key)
+                .hint(format!(
+                    "add {file} to the bundle, or set file.{} to absent",
+                    kind.name()
+                )),
+            ),
+            (Some(Declared::Absent), true) | (None, true) => {
+                let said = if declared.is_some() {
+                    "declares it absent"
+                } else {
+                    "does not list it"
+                };
+                push(
+                    Finding::error(
+                        Code::ManifestFileNotDeclared,
+                        format!("{file} is in the bundle but manifest.csv {said}"),
+                    )
+                    .file("manifest.csv")
+                    .column(key)
+                    .hint(format!(
+                        "set file.{} to bulk or delta in manifest.csv, or remove {file}",
+                        kind.name()
+                    )),
+                );
+                modes.insert(kind, None);
+            }
+            (None, false) => push(
+                Finding::warning(
+                    Code::ManifestFileRowMissing,
+                    format!("manifest.csv has no {key} row; {file} is taken as absent"),
+                )
+                .file("manifest.csv")
+                .column(key.clone())
+                .hint(format!(
+                    "add the row {key},absent (some systems require every file row)"
+                )),
+            ),
+            (Some(Declared::Invalid), present) => {
+                if present {
+                    modes.insert(kind, None);
+                }
+            }
+            (Some(Declared::Absent), false) => {}
+        }
+    }
+    Ok(modes)
+}
+
+/// How references from `kind` (in `mode`) to `target` are checked, given what has been read so far.
+fn target_for(
+    kind: FileKind,
+    mode: Option<Mode>,
+    target: FileKind,
+    modes: &BTreeMap<FileKind, Option<Mode>>,
+    single: bool,
+    idx: &Indexes,
+) -> Target {
+    let severity_in = |m: Option<Mode>| match m {
+        Some(Mode::Delta) => Severity::Warning,
+        _ => Severity::Error,
+    };
+    if target == kind {
+        return Target::Check(severity_in(mode));
+    }
+    if single {
+        return Target::Skip;
+    }
+    match modes.get(&target) {
+        Some(target_mode) if idx.complete.contains(&target) => {
+            Target::Check(severity_in(*target_mode))
+        }
+        // Present but its ids could not be read (its own findings say why).
+        Some(_) => Target::Skip,
+        None => Target::Absent(severity_in(mode)),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_file(
+    bundle: &mut Bundle,
+    kind: FileKind,
+    mode: Option<Mode>,
+    modes: &BTreeMap<FileKind, Option<Mode>>,
+    limits: &Limits,
+    idx: &mut Indexes,
+    report: &mut ReportBuilder,
+    progress: &dyn Progress,
+) -> Result<u64, InputError> {
+    let single = matches!(bundle.shape(), Shape::SingleFile(_));
+    let path = bundle.path().to_path_buf();
+    let file = kind.file_name();
+    progress.file_started(file, bundle.size(kind));
+    let stream = bundle.open_file(kind)?;
+    let mut reader = RecordReader::new(stream, limits.max_record_bytes, limits.max_columns);
+    let read_error = |source| InputError::Entry {
+        path: path.clone(),
+        entry: file.to_string(),
+        source,
+    };
+
+    let header_line = match reader.next_record().map_err(read_error)? {
+        Next::Record { line } => line,
+        Next::End => {
+            report.push(
+                Finding::error(
+                    Code::FileEmpty,
+                    format!("{file} is empty: it has no header row"),
+                )
+                .file(file)
+                .line(1)
+                .hint(format!(
+                    "add the header row, or leave {file} out and declare it absent in manifest.csv"
+                )),
+            );
+            progress.file_finished();
+            return Ok(0);
+        }
+        Next::TooLong { line } | Next::TooManyFields { line } => {
+            report.push(
+                Finding::error(
+                    Code::CsvTooManyFields,
+                    format!(
+                        "the header of {file} is larger than the limits ({} fields, {} bytes); the file was not read",
+                        limits.max_columns, limits.max_record_bytes
+                    ),
+                )
+                .file(file)
+                .line(line)
+                .hint("check that this is a OneRoster CSV; raise --max-columns if it genuinely has that many columns"),
+            );
+            progress.file_finished();
+            return Ok(0);
+        }
+    };
+    let names: Vec<Vec<u8>> = (0..reader.len())
+        .map(|i| reader.field(i).to_vec())
+        .collect();
+    let mut header_findings = Vec::new();
+    let header = header::map_header(kind, header_line, &names, &mut header_findings);
+    for finding in header_findings {
+        report.push(finding);
+    }
+    let ids_readable = header.fields[0].is_some();
+
+    let columns = kind.columns();
+    let targets: Vec<Target> = columns
+        .iter()
+        .map(|c| match c.ty {
+            ColumnType::Ref(t) | ColumnType::RefList(t) => {
+                target_for(kind, mode, t, modes, single, idx)
+            }
+            ColumnType::SchoolRef => target_for(kind, mode, FileKind::Orgs, modes, single, idx),
+            _ => Target::Skip,
+        })
+        .collect();
+    let demographics_user = target_for(kind, mode, FileKind::Users, modes, single, idx);
+    let mut check = FileCheck::new(
+        kind,
+        mode,
+        header,
+        targets,
+        demographics_user,
+        limits.max_field_bytes,
+    );
+
+    loop {
+        match reader.next_record().map_err(read_error)? {
+            Next::Record { line } => check.check_row(line, &reader, idx, report),
+            Next::TooLong { line } => {
+                check.rows += 1;
+                report.push(
+                    Finding::error(
+                        Code::CsvRecordTooLong,
+                        format!("the row is longer than {} bytes; it was skipped", limits.max_record_bytes),
+                    )
+                    .file(file)
+                    .line(line)
+                    .hint("look for an unclosed quote that joins many lines into one; raise --max-record-bytes if the row is genuine"),
+                );
+            }
+            Next::TooManyFields { line } => {
+                check.rows += 1;
+                report.push(
+                    Finding::error(
+                        Code::CsvTooManyFields,
+                        format!("the row has more than {} fields; it was skipped", limits.max_columns),
+                    )
+                    .file(file)
+                    .line(line)
+                    .hint("quote fields that contain commas; raise --max-columns if the row is genuine"),
+                );
+            }
+            Next::End => break,
+        }
+        if check.rows % PROGRESS_EVERY == 0 {
+            progress.advanced(reader.bytes_read());
+        }
+    }
+    check.finish(idx, report);
+    if ids_readable {
+        idx.complete.insert(kind);
+    }
+    progress.advanced(reader.bytes_read());
+    progress.file_finished();
+    Ok(check.rows)
+}

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use rollcall::csvread::{Next, RecordReader};
 use rollcall::generate::{GenOptions, OutputFormat, generate};
 use rollcall::{Limits, NoProgress, validate_path};
 use std::path::{Path, PathBuf};
@@ -62,6 +63,10 @@ fn bench_validate(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
     let raw = started.elapsed().as_secs_f64();
     let raw_peak = peak_rss_mb();
 
+    let started = Instant::now();
+    let reader_rows = reader_scan(&files)?;
+    let reader = started.elapsed().as_secs_f64();
+
     reset_peak_rss();
     let started = Instant::now();
     let report = validate_path(&dir, &Limits::default(), &NoProgress)?;
@@ -89,6 +94,15 @@ fn bench_validate(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
         mb / raw,
         fmt_mb(raw_peak)
     );
+    println!(
+        "{:<28} {reader:>9.2} {:>10.0} {:>14}",
+        "rollcall reader, no checks",
+        mb / reader,
+        ""
+    );
+    if reader_rows != raw_rows {
+        bail!("the readers disagree: {reader_rows} records against {raw_rows}");
+    }
     println!(
         "{:<28} {validate:>9.2} {:>10.0} {:>14}",
         "rollcall validate",
@@ -128,6 +142,21 @@ fn raw_scan(files: &[PathBuf]) -> anyhow::Result<(u64, u64)> {
         bytes += reader.position().byte();
     }
     Ok((rows, bytes))
+}
+
+/// Reads every record with rollcall's own reader (no checks): what validation costs beyond reading.
+fn reader_scan(files: &[PathBuf]) -> anyhow::Result<u64> {
+    let mut rows = 0;
+    for path in files {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let limits = Limits::default();
+        let mut reader = RecordReader::new(file, limits.max_record_bytes, limits.max_columns);
+        while reader.next_record()? != Next::End {
+            rows += 1;
+        }
+    }
+    Ok(rows)
 }
 
 /// Resets the kernel's high-water mark of resident memory for this process (Linux).

@@ -1,6 +1,9 @@
-//! A streaming CSV record reader with bounded memory. It reuses one record buffer for every row, knows the line
-//! each record starts on, skips a UTF-8 byte-order mark, accepts LF and CRLF, and refuses to grow past the
-//! configured row size or field count: an oversized row is skipped whole and reported, never buffered.
+//! A streaming CSV record reader with bounded memory. Rows without quotes (nearly every row of a real export)
+//! are split in place with SIMD searches for the line end and the commas; any row with a quote, a stray
+//! carriage return or a line that does not fit the buffer goes through `csv_core`'s full RFC 4180 parser. It
+//! knows the line each record starts on, skips a UTF-8 byte-order mark, accepts LF and CRLF, and refuses to
+//! grow past the configured row size or field count: an oversized row is skipped whole and reported, never
+//! buffered.
 
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 use std::io::{self, Read};
@@ -20,21 +23,36 @@ pub enum Next {
     End,
 }
 
-/// Reads CSV records from any byte source, one at a time, into a reused buffer.
+/// Where the current record's bytes are.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Held {
+    /// In the input buffer from this offset (a quote-free line): fields are split by commas in place.
+    InPlace(usize),
+    /// In `out`, unquoted by `csv_core`.
+    Parsed,
+}
+
+/// Reads CSV records from any byte source, one at a time, into reused buffers.
 pub struct RecordReader<R> {
     core: Reader,
     src: R,
     input: Box<[u8]>,
     pos: usize,
-    len: usize,
+    /// Bytes of `input` holding data.
+    filled: usize,
     eof: bool,
+    bom_checked: bool,
+    held: Held,
     out: Vec<u8>,
+    /// End offset of each field, relative to the start of the record's bytes.
     ends: Vec<usize>,
     nfields: usize,
+    record_len: usize,
     max_record_bytes: usize,
     max_fields: usize,
     bytes_read: u64,
-    lines_seen: u64,
+    /// Line number of the byte at `pos`.
+    line: u64,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -44,15 +62,18 @@ impl<R: Read> RecordReader<R> {
             src,
             input: vec![0; INPUT_BUFFER].into_boxed_slice(),
             pos: 0,
-            len: 0,
+            filled: 0,
             eof: false,
+            bom_checked: false,
+            held: Held::Parsed,
             out: vec![0; 4096.min(max_record_bytes.max(1))],
             ends: vec![0; 64.min(max_fields.max(1))],
             nfields: 0,
+            record_len: 0,
             max_record_bytes: max_record_bytes.max(1),
             max_fields: max_fields.max(1),
             bytes_read: 0,
-            lines_seen: 1,
+            line: 1,
         }
     }
 
@@ -61,31 +82,136 @@ impl<R: Read> RecordReader<R> {
         self.bytes_read
     }
 
+    /// Moves unread bytes to the front of the buffer and reads more after them. Returns false at end of input.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        if self.pos > 0 {
+            self.input.copy_within(self.pos..self.filled, 0);
+            self.filled -= self.pos;
+            self.pos = 0;
+        }
+        if self.filled == self.input.len() {
+            return Ok(true);
+        }
+        let n = read_some(&mut self.src, &mut self.input[self.filled..])?;
+        self.bytes_read += n as u64;
+        self.filled += n;
+        self.eof = n == 0;
+        Ok(n > 0)
+    }
+
     /// Reads the next record. Blank lines are skipped.
     pub fn next_record(&mut self) -> io::Result<Next> {
+        loop {
+            if self.pos == self.filled && !self.fill()? {
+                return Ok(Next::End);
+            }
+            if !self.bom_checked {
+                while self.filled - self.pos < 3 && self.fill()? {}
+                if self.input[self.pos..self.filled].starts_with(b"\xef\xbb\xbf") {
+                    self.pos += 3;
+                }
+                self.bom_checked = true;
+                continue;
+            }
+            let avail = &self.input[self.pos..self.filled];
+            match avail[0] {
+                b'\n' => {
+                    self.pos += 1;
+                    self.line += 1;
+                    continue;
+                }
+                b'\r' => {
+                    self.pos += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            match memchr::memchr3(b'\n', b'\r', b'"', avail) {
+                Some(at) if avail[at] == b'\n' => return Ok(self.in_place(at, at + 1)),
+                Some(at)
+                    if avail[at] == b'\r' && at + 1 < avail.len() && avail[at + 1] == b'\n' =>
+                {
+                    return Ok(self.in_place(at, at + 2));
+                }
+                // A lone carriage return may be CRLF split across reads: read on before deciding.
+                Some(at) if avail[at] == b'\r' && at + 1 == avail.len() && !self.eof => {
+                    if self.pos > 0 || self.filled < self.input.len() {
+                        self.fill()?;
+                        continue;
+                    }
+                    return self.parsed();
+                }
+                Some(_) => return self.parsed(),
+                None if self.eof => return Ok(self.in_place(avail.len(), avail.len())),
+                None => {
+                    if self.pos == 0 && self.filled == self.input.len() {
+                        // A line longer than the buffer: the full parser bounds it.
+                        return self.parsed();
+                    }
+                    self.fill()?;
+                }
+            }
+        }
+    }
+
+    /// Takes the quote-free line of `len` bytes at `pos` as the record, consuming `consumed` bytes.
+    fn in_place(&mut self, len: usize, consumed: usize) -> Next {
+        let line = self.line;
+        let start = self.pos;
+        self.pos += consumed;
+        if consumed > len {
+            self.line += 1;
+        }
+        if len > self.max_record_bytes {
+            self.nfields = 0;
+            return Next::TooLong { line };
+        }
+        let bytes = &self.input[start..start + len];
+        let mut n = 0;
+        for comma in memchr::memchr_iter(b',', bytes) {
+            if n + 1 >= self.max_fields {
+                self.nfields = 0;
+                return Next::TooManyFields { line };
+            }
+            if n == self.ends.len() {
+                let grown = (self.ends.len() * 2).min(self.max_fields);
+                self.ends.resize(grown, 0);
+            }
+            self.ends[n] = comma;
+            n += 1;
+        }
+        if n == self.ends.len() {
+            self.ends.push(0);
+        }
+        self.ends[n] = len;
+        self.nfields = n + 1;
+        self.record_len = len;
+        self.held = Held::InPlace(start);
+        Next::Record { line }
+    }
+
+    /// Reads one record with the full parser (quotes, lone carriage returns, very long lines).
+    fn parsed(&mut self) -> io::Result<Next> {
+        self.core.reset();
+        let start_line = self.line;
         let mut outlen = 0;
         let mut nends = 0;
         let mut too_long = false;
         let mut too_many = false;
-        let mut start_line: Option<u64> = None;
         loop {
-            if self.pos == self.len && !self.eof {
-                self.len = read_some(&mut self.src, &mut self.input)?;
+            if self.pos == self.filled {
                 self.pos = 0;
-                self.bytes_read += self.len as u64;
-                self.eof = self.len == 0;
+                self.filled = 0;
+                self.fill()?;
             }
-            let input = &self.input[self.pos..self.len];
-            // The record starts at the first byte that is not a line terminator left over from the last one.
-            if start_line.is_none() {
-                if let Some(first) = input.iter().position(|&b| b != b'\n' && b != b'\r') {
-                    start_line = Some(self.lines_seen + count_newlines(&input[..first]));
-                }
-            }
+            let input = &self.input[self.pos..self.filled];
             let (res, nin, nout, nend) =
                 self.core
                     .read_record(input, &mut self.out[outlen..], &mut self.ends[nends..]);
-            self.lines_seen += count_newlines(&input[..nin]);
+            self.line += count_newlines(&input[..nin]);
             self.pos += nin;
             outlen += nout;
             nends += nend;
@@ -113,15 +239,20 @@ impl<R: Read> RecordReader<R> {
                     }
                 }
                 ReadRecordResult::Record => {
-                    let line = start_line.unwrap_or(self.lines_seen);
                     // A skipped record leaves nothing readable behind.
+                    self.held = Held::Parsed;
                     self.nfields = if too_long || too_many { 0 } else { nends };
-                    return Ok(if too_long {
-                        Next::TooLong { line }
-                    } else if too_many {
-                        Next::TooManyFields { line }
+                    self.record_len = if self.nfields == 0 {
+                        0
                     } else {
-                        Next::Record { line }
+                        self.ends[nends - 1]
+                    };
+                    return Ok(if too_long {
+                        Next::TooLong { line: start_line }
+                    } else if too_many {
+                        Next::TooManyFields { line: start_line }
+                    } else {
+                        Next::Record { line: start_line }
                     });
                 }
                 ReadRecordResult::End => return Ok(Next::End),
@@ -138,28 +269,41 @@ impl<R: Read> RecordReader<R> {
         self.nfields == 0
     }
 
-    /// Field `i` of the current record; empty when the record is shorter.
-    pub fn field(&self, i: usize) -> &[u8] {
+    /// Byte range of field `i` within [`RecordReader::record_bytes`]; empty when the record is shorter.
+    pub fn field_range(&self, i: usize) -> (usize, usize) {
         if i >= self.nfields {
-            return &[];
+            return (0, 0);
         }
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        self.out.get(start..self.ends[i]).unwrap_or(&[])
+        let end = self.ends[i];
+        let start = match (i, self.held) {
+            (0, _) => 0,
+            // In place, the previous field ends at its comma.
+            (_, Held::InPlace(_)) => self.ends[i - 1] + 1,
+            (_, Held::Parsed) => self.ends[i - 1],
+        };
+        (start, end)
     }
 
-    /// All bytes of the current record's fields, back to back.
+    /// Field `i` of the current record; empty when the record is shorter.
+    pub fn field(&self, i: usize) -> &[u8] {
+        let (start, end) = self.field_range(i);
+        self.record_bytes().get(start..end).unwrap_or(&[])
+    }
+
+    /// The current record's bytes: the line itself for a quote-free line, else the unquoted fields back to back.
     pub fn record_bytes(&self) -> &[u8] {
-        let end = if self.nfields == 0 {
-            0
-        } else {
-            self.ends[self.nfields - 1]
-        };
-        self.out.get(..end).unwrap_or(&[])
+        match self.held {
+            Held::InPlace(start) => self
+                .input
+                .get(start..start + self.record_len)
+                .unwrap_or(&[]),
+            Held::Parsed => self.out.get(..self.record_len).unwrap_or(&[]),
+        }
     }
 }
 
 fn count_newlines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 fn read_some<R: Read>(src: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -176,8 +320,24 @@ fn read_some<R: Read>(src: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
 
-    fn records(input: &[u8], max_record: usize, max_fields: usize) -> Vec<(Next, Vec<String>)> {
-        let mut r = RecordReader::new(input, max_record, max_fields);
+    /// Hands out its bytes a few at a time, so records straddle every read boundary.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    fn records_from<R: Read>(
+        src: R,
+        max_record: usize,
+        max_fields: usize,
+    ) -> Vec<(Next, Vec<String>)> {
+        let mut r = RecordReader::new(src, max_record, max_fields);
         let mut out = Vec::new();
         loop {
             let next = r.next_record().expect("in-memory read");
@@ -189,6 +349,19 @@ mod tests {
                 .collect();
             out.push((next, fields));
         }
+    }
+
+    fn records(input: &[u8], max_record: usize, max_fields: usize) -> Vec<(Next, Vec<String>)> {
+        let whole = records_from(input, max_record, max_fields);
+        for step in [1, 2, 3, 7] {
+            let trickled = records_from(Trickle(input, step), max_record, max_fields);
+            assert_eq!(
+                format!("{whole:?}"),
+                format!("{trickled:?}"),
+                "reading {step} bytes at a time"
+            );
+        }
+        whole
     }
 
     #[test]
@@ -214,6 +387,20 @@ mod tests {
     }
 
     #[test]
+    fn quoted_commas_and_escaped_quotes_are_unquoted() {
+        let got = records(b"a,\"b,c\",\"say \"\"hi\"\"\"\r\n,,\n", 1 << 20, 100);
+        assert_eq!(got[0].1, ["a", "b,c", "say \"hi\""]);
+        assert_eq!(got[1].1, ["", "", ""]);
+    }
+
+    #[test]
+    fn lone_carriage_returns_end_records() {
+        let got = records(b"a,b\rc,d\re,f", 1 << 20, 100);
+        let fields: Vec<_> = got.iter().map(|(_, f)| f.join("|")).collect();
+        assert_eq!(fields, ["a|b", "c|d", "e|f"]);
+    }
+
+    #[test]
     fn last_line_without_terminator_is_read() {
         let got = records(b"a,b\n1,2", 1 << 20, 100);
         assert_eq!(got.len(), 2);
@@ -224,20 +411,56 @@ mod tests {
     fn an_oversized_record_is_skipped_and_reading_goes_on() {
         let mut input = b"a,b\n".to_vec();
         input.extend(std::iter::repeat_n(b'x', 10_000));
-        input.extend(b",1\nc,d\n");
+        input.extend(b",1\nc,d\n\"q\",r\n");
+        input.extend(std::iter::repeat_n(b'y', 10_000));
+        input.extend(b"\"\nlast,one\n");
         let got = records(&input, 1000, 100);
         assert_eq!(got[1].0, Next::TooLong { line: 2 });
         assert_eq!(got[2].0, Next::Record { line: 3 });
         assert_eq!(got[2].1, ["c", "d"]);
+        assert_eq!(got[3].1, ["q", "r"]);
+        assert_eq!(got[4].0, Next::TooLong { line: 5 });
+        assert_eq!(got[5].1, ["last", "one"]);
+    }
+
+    #[test]
+    fn a_line_longer_than_the_buffer_is_still_read() {
+        let mut input = b"h\n".to_vec();
+        let long = "z".repeat(INPUT_BUFFER + 10);
+        input.extend(long.as_bytes());
+        input.extend(b",2\nend\n");
+        let got = records_from(&input[..], 1 << 20, 100);
+        assert_eq!(got[1].1, [long.as_str(), "2"]);
+        assert_eq!(got[2].0, Next::Record { line: 3 });
     }
 
     #[test]
     fn too_many_fields_are_skipped() {
         let mut input = b"a\n".to_vec();
         input.extend(",".repeat(5000).as_bytes());
-        input.extend(b"\nz\n");
+        input.extend(b"\nz\n\"q\"");
+        input.extend(",".repeat(5000).as_bytes());
+        input.extend(b"\ny\n");
         let got = records(&input, 1 << 20, 100);
         assert_eq!(got[1].0, Next::TooManyFields { line: 2 });
         assert_eq!(got[2].1, ["z"]);
+        assert_eq!(got[3].0, Next::TooManyFields { line: 4 });
+        assert_eq!(got[4].1, ["y"]);
+    }
+
+    #[test]
+    fn record_bytes_and_ranges_agree_on_both_paths() {
+        for input in [&b"ab,cd,,e\n"[..], &b"\"ab\",cd,,e\n"[..]] {
+            let mut r = RecordReader::new(input, 1 << 20, 100);
+            assert_eq!(r.next_record().expect("read"), Next::Record { line: 1 });
+            let whole = r.record_bytes().to_vec();
+            let fields: Vec<&[u8]> = (0..r.len())
+                .map(|i| {
+                    let (s, e) = r.field_range(i);
+                    &whole[s..e]
+                })
+                .collect();
+            assert_eq!(fields, [&b"ab"[..], b"cd", b"", b"e"]);
+        }
     }
 }

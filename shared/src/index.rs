@@ -11,6 +11,11 @@ use std::hash::{BuildHasher, Hasher};
 pub struct Fp(u64, u64);
 
 impl Fp {
+    /// The high 64 bits, uniformly distributed.
+    pub fn high(self) -> u64 {
+        self.1
+    }
+
     pub fn of(id: &[u8]) -> Fp {
         let h = xxhash_rust::xxh3::xxh3_128(id);
         Fp(h as u64, (h >> 64) as u64)

@@ -179,7 +179,7 @@ impl Bundle {
     }
 
     /// A byte stream of one data file.
-    pub fn open_file(&mut self, kind: FileKind) -> Result<Box<dyn Read + '_>, InputError> {
+    pub fn open_file(&mut self, kind: FileKind) -> Result<Box<dyn Read + Send + '_>, InputError> {
         let entry = self
             .files
             .get(&kind)
@@ -192,7 +192,11 @@ impl Bundle {
         self.open_entry(&entry, kind.file_name())
     }
 
-    fn open_entry(&mut self, entry: &Entry, name: &str) -> Result<Box<dyn Read + '_>, InputError> {
+    fn open_entry(
+        &mut self,
+        entry: &Entry,
+        name: &str,
+    ) -> Result<Box<dyn Read + Send + '_>, InputError> {
         match &entry.location {
             Location::Disk(p) => {
                 let file = File::open(p).map_err(|source| InputError::Entry {

@@ -130,6 +130,23 @@ impl FileKind {
         }
     }
 
+    /// Whether any column of any file refers to records of this file (so its ids must be looked up).
+    pub fn is_referenced(self) -> bool {
+        FileKind::ALL
+            .iter()
+            .flat_map(|k| k.columns())
+            .any(|c| match c.ty {
+                ColumnType::Ref(t) | ColumnType::RefList(t) => t == self,
+                ColumnType::SchoolRef => self == FileKind::Orgs,
+                _ => false,
+            })
+    }
+
+    /// Position of a column in spec order, when the file has it.
+    pub fn try_position(self, column: &str) -> Option<usize> {
+        self.columns().iter().position(|c| c.name == column)
+    }
+
     /// Position of a column in spec order. Panics only on a programming error (a name not in the table).
     pub fn position(self, column: &str) -> usize {
         self.columns()
@@ -522,6 +539,24 @@ mod tests {
     fn column_counts_match_the_spec() {
         let counts: Vec<_> = FileKind::ALL.iter().map(|k| k.columns().len()).collect();
         assert_eq!(counts, [9, 4, 14, 6, 10, 6, 16, 10, 12, 7, 9, 9, 18]);
+    }
+
+    #[test]
+    fn files_nobody_references() {
+        let unreferenced: Vec<_> = FileKind::ALL
+            .into_iter()
+            .filter(|k| !k.is_referenced())
+            .collect();
+        assert_eq!(
+            unreferenced,
+            [
+                FileKind::ClassResources,
+                FileKind::CourseResources,
+                FileKind::Demographics,
+                FileKind::Enrollments,
+                FileKind::Results
+            ]
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! Validation of a whole bundle: the manifest against the files present, then each data file in dependency
 //! order (so every reference points at a file already indexed), streaming its rows through the checks.
 
+mod fieldpass;
 mod header;
-mod rows;
+mod linkpass;
 mod state;
 
 use crate::csvread::{Next, RecordReader};
@@ -13,13 +14,17 @@ use crate::manifest::{self, Declared};
 use crate::progress::Progress;
 use crate::report::{FileSummary, Report, ReportBuilder};
 use crate::spec::{ColumnType, FileKind, Mode};
-use rows::{FileCheck, Target};
+use fieldpass::{BATCH_ROWS, Batch, FieldPass};
+use linkpass::{LinkPass, Target};
 use state::Indexes;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// Rows between progress updates.
-const PROGRESS_EVERY: u64 = 16_384;
+/// Batches in flight between the field pass and the link pass (bounds memory while keeping both cores busy).
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Bytes per row assumed when sizing a file's id index before reading it.
+const BYTES_PER_ROW_ESTIMATE: u64 = 72;
 
 /// Opens and validates a `.zip`, a folder or a single CSV file.
 pub fn validate_path(
@@ -207,7 +212,8 @@ fn check_file(
     let single = matches!(bundle.shape(), Shape::SingleFile(_));
     let path = bundle.path().to_path_buf();
     let file = kind.file_name();
-    progress.file_started(file, bundle.size(kind));
+    let bundle_size = bundle.size(kind);
+    progress.file_started(file, bundle_size);
     let stream = bundle.open_file(kind)?;
     let mut reader = RecordReader::new(stream, limits.max_record_bytes, limits.max_columns);
     let read_error = |source| InputError::Entry {
@@ -272,53 +278,63 @@ fn check_file(
         })
         .collect();
     let demographics_user = target_for(kind, mode, FileKind::Users, modes, single, idx);
-    let mut check = FileCheck::new(
-        kind,
-        mode,
-        header,
-        targets,
-        demographics_user,
-        limits.max_field_bytes,
-    );
-
-    loop {
-        match reader.next_record().map_err(read_error)? {
-            Next::Record { line } => check.check_row(line, &reader, idx, report),
-            Next::TooLong { line } => {
-                check.rows += 1;
-                report.push(
-                    Finding::error(
-                        Code::CsvRecordTooLong,
-                        format!("the row is longer than {} bytes; it was skipped", limits.max_record_bytes),
-                    )
-                    .file(file)
-                    .line(line)
-                    .hint("look for an unclosed quote that joins many lines into one; raise --max-record-bytes if the row is genuine"),
-                );
-            }
-            Next::TooManyFields { line } => {
-                check.rows += 1;
-                report.push(
-                    Finding::error(
-                        Code::CsvTooManyFields,
-                        format!("the row has more than {} fields; it was skipped", limits.max_columns),
-                    )
-                    .file(file)
-                    .line(line)
-                    .hint("quote fields that contain commas; raise --max-columns if the row is genuine"),
-                );
-            }
-            Next::End => break,
-        }
-        if check.rows % PROGRESS_EVERY == 0 {
-            progress.advanced(reader.bytes_read());
-        }
+    let expected_rows = bundle_size.map_or(0, |bytes| (bytes / BYTES_PER_ROW_ESTIMATE) as usize);
+    if kind.is_referenced() {
+        idx.reserve(kind, expected_rows);
     }
-    check.finish(idx, report);
+    let mut link = LinkPass::new(kind, mode, targets, demographics_user, expected_rows);
+    let mut field = FieldPass::new(kind, mode, header, limits.max_field_bytes);
+    let (max_columns, max_record_bytes) = (limits.max_columns, limits.max_record_bytes);
+
+    // The field pass reads and checks rows on its own thread; this thread links them as batches arrive.
+    let outcome = std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Batch>>(BATCHES_IN_FLIGHT);
+        let spawned = std::thread::Builder::new().name(format!("read {file}")).spawn_scoped(scope, move || {
+            loop {
+                let next = match reader.next_record() {
+                    Ok(next) => next,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                match next {
+                    Next::Record { line } => field.row(line, &reader),
+                    Next::TooLong { line } => field.skipped(line, Finding::error(
+                        Code::CsvRecordTooLong,
+                        format!("the row is longer than {max_record_bytes} bytes; it was skipped"),
+                    )
+                    .file(file)
+                    .line(line)
+                    .hint("look for an unclosed quote that joins many lines into one; raise --max-record-bytes if the row is genuine")),
+                    Next::TooManyFields { line } => field.skipped(line, Finding::error(
+                        Code::CsvTooManyFields,
+                        format!("the row has more than {max_columns} fields; it was skipped"),
+                    )
+                    .file(file)
+                    .line(line)
+                    .hint("quote fields that contain commas; raise --max-columns if the row is genuine")),
+                    Next::End => break,
+                }
+                if field.pending_rows() >= BATCH_ROWS && tx.send(Ok(field.take_batch(reader.bytes_read()))).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(Ok(field.take_batch(reader.bytes_read())));
+        });
+        spawned?;
+        for batch in rx {
+            let batch = batch?;
+            progress.advanced(batch.bytes_read);
+            link.batch(batch, idx, report);
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    outcome.map_err(read_error)?;
+    link.finish(idx, report);
     if ids_readable {
         idx.complete.insert(kind);
     }
-    progress.advanced(reader.bytes_read());
     progress.file_finished();
-    Ok(check.rows)
+    Ok(link.rows)
 }

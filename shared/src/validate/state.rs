@@ -4,7 +4,7 @@
 
 use crate::index::{Fp, FpMap, fp_map};
 use crate::spec::FileKind;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// A record in a small hierarchy (orgs, academic sessions): enough to check types and find parent cycles.
 pub struct Node {
@@ -16,7 +16,6 @@ pub struct Node {
 }
 
 /// Ids of every file read so far.
-#[derive(Default)]
 pub struct Indexes {
     pub orgs: FpMap<Node>,
     pub sessions: FpMap<Node>,
@@ -24,10 +23,22 @@ pub struct Indexes {
     pub users: FpMap<(u32, u8)>,
     /// Line and school of each class.
     pub classes: FpMap<(u32, Option<Fp>)>,
-    /// Line of each record of every other file.
-    pub others: BTreeMap<FileKind, FpMap<u32>>,
+    /// Line of each record of every other file, indexed by `FileKind as usize`.
+    pub others: Vec<FpMap<u32>>,
     /// Files whose ids are all indexed (their sourcedId column was readable).
     pub complete: BTreeSet<FileKind>,
+}
+
+/// What a reference found: the attributes later checks need, from one lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    Plain,
+    /// An org or session, with its type index.
+    Typed(u8),
+    /// A user, with their role index.
+    User(u8),
+    /// A class, with its school.
+    Class(Option<Fp>),
 }
 
 /// Attributes of a row that later files are checked against.
@@ -48,16 +59,38 @@ pub enum Attributes {
 
 impl Indexes {
     pub fn new() -> Indexes {
-        Indexes::default()
+        Indexes {
+            orgs: fp_map(),
+            sessions: fp_map(),
+            users: fp_map(),
+            classes: fp_map(),
+            others: FileKind::ALL.iter().map(|_| fp_map()).collect(),
+            complete: BTreeSet::new(),
+        }
     }
 
     pub fn contains(&self, kind: FileKind, fp: &Fp) -> bool {
+        self.lookup(kind, fp).is_some()
+    }
+
+    /// Finds a record by id, with the attributes later checks need.
+    pub fn lookup(&self, kind: FileKind, fp: &Fp) -> Option<Found> {
         match kind {
-            FileKind::Orgs => self.orgs.contains_key(fp),
-            FileKind::AcademicSessions => self.sessions.contains_key(fp),
-            FileKind::Users => self.users.contains_key(fp),
-            FileKind::Classes => self.classes.contains_key(fp),
-            other => self.others.get(&other).is_some_and(|m| m.contains_key(fp)),
+            FileKind::Orgs => self.orgs.get(fp).map(|n| Found::Typed(n.kind)),
+            FileKind::AcademicSessions => self.sessions.get(fp).map(|n| Found::Typed(n.kind)),
+            FileKind::Users => self.users.get(fp).map(|u| Found::User(u.1)),
+            FileKind::Classes => self.classes.get(fp).map(|c| Found::Class(c.1)),
+            other => self.others[other as usize].get(fp).map(|_| Found::Plain),
+        }
+    }
+
+    /// Sizes the map for a file about to be read, so a large file does not rehash as it grows.
+    pub fn reserve(&mut self, kind: FileKind, rows: usize) {
+        match kind {
+            FileKind::Users => self.users.reserve(rows),
+            FileKind::Classes => self.classes.reserve(rows),
+            FileKind::Orgs | FileKind::AcademicSessions => {}
+            other => self.others[other as usize].reserve(rows),
         }
     }
 
@@ -113,12 +146,51 @@ impl Indexes {
             (FileKind::Classes, Attributes::Class { school }) => {
                 put(&mut self.classes, fp, (line, school), |v| v.0)
             }
-            (other, _) => put(
-                self.others.entry(other).or_insert_with(fp_map),
-                fp,
-                line,
-                |v| *v,
-            ),
+            (other, _) => put(&mut self.others[other as usize], fp, line, |v| *v),
         }
+    }
+}
+
+/// Buckets a duplicate check spreads ids over (by the top bits of the fingerprint).
+const DUP_BUCKETS: usize = 64;
+
+/// The ids of a file that no other file references (enrollments, demographics, results, the resource links):
+/// only duplicates matter, so ids are appended to buckets as they come (sequential writes, no hashing) and each
+/// bucket is sorted once at the end. Cheaper than a hash set for the ten million enrollments of a large
+/// district, and smaller.
+pub struct DupCheck {
+    buckets: Vec<Vec<(Fp, u32)>>,
+}
+
+impl DupCheck {
+    pub fn new(expected_rows: usize) -> DupCheck {
+        let per_bucket = expected_rows / DUP_BUCKETS + expected_rows / (DUP_BUCKETS * 8);
+        DupCheck {
+            buckets: (0..DUP_BUCKETS)
+                .map(|_| Vec::with_capacity(per_bucket))
+                .collect(),
+        }
+    }
+
+    pub fn push(&mut self, fp: Fp, line: u32) {
+        let bucket = (fp.high() >> 58) as usize % DUP_BUCKETS;
+        self.buckets[bucket].push((fp, line));
+    }
+
+    /// Every repeated id as (line, line of its first use), in line order.
+    pub fn duplicates(self) -> Vec<(u32, u32)> {
+        let mut found = Vec::new();
+        for mut bucket in self.buckets {
+            bucket.sort_unstable();
+            let mut first: Option<(Fp, u32)> = None;
+            for (fp, line) in bucket {
+                match first {
+                    Some((seen, at)) if seen == fp => found.push((line, at)),
+                    _ => first = Some((fp, line)),
+                }
+            }
+        }
+        found.sort_unstable();
+        found
     }
 }

@@ -1,0 +1,554 @@
+//! The field pass over one data file, run on a reader thread: every check of a row that needs nothing but the
+//! row itself (encoding, lengths, types, vocabularies, lists, the bulk/delta rules for `status` and
+//! `dateLastModified`, date order). It hands the link pass compact facts per row (id, references, vocabulary
+//! values) in batches, so the two passes use both cores.
+
+use super::header::HeaderMap;
+use crate::csvread::RecordReader;
+use crate::fields::{self, Problem};
+use crate::finding::{Code, Finding};
+use crate::index::Fp;
+use crate::spec::{Column, ColumnType, FileKind, Mode, STATUS_VALUES};
+use std::io::Read;
+
+/// Most columns any OneRoster 1.1 file has (users.csv).
+pub const MAX_COLUMNS: usize = 18;
+
+/// Rows per batch handed to the link pass.
+pub const BATCH_ROWS: usize = 4096;
+
+/// Findings of the field pass, in the order they were found.
+#[derive(Default)]
+pub struct Pending(pub Vec<Finding>);
+
+impl Pending {
+    pub fn push(&mut self, finding: Finding) {
+        self.0.push(finding);
+    }
+}
+
+/// One reference item of a row: a single reference column, or one item of a list.
+pub struct RefItem {
+    /// Spec position of the column.
+    pub pos: u8,
+    /// Whether the column is a list (list items carry no attributes for later checks).
+    pub list: bool,
+    pub fp: Fp,
+    /// The id as written, as a range of [`Batch::text`].
+    pub text: (u32, u32),
+}
+
+/// What the field pass learned about one row.
+#[derive(Clone)]
+pub struct RowFacts {
+    pub line: u64,
+    /// `tobedeleted` (or 1.0 `inactive`): references are not checked.
+    pub deleting: bool,
+    pub id: Option<Fp>,
+    pub id_text: (u32, u32),
+    /// Vocabulary index per spec position; `u8::MAX` when blank or invalid.
+    pub enums: [u8; MAX_COLUMNS],
+    /// Range of [`Batch::refs`].
+    pub refs: (u32, u32),
+    /// Range of [`Batch::findings`].
+    pub findings: (u32, u32),
+}
+
+impl RowFacts {
+    fn new(line: u64) -> RowFacts {
+        RowFacts {
+            line,
+            deleting: false,
+            id: None,
+            id_text: (0, 0),
+            enums: [u8::MAX; MAX_COLUMNS],
+            refs: (0, 0),
+            findings: (0, 0),
+        }
+    }
+}
+
+/// Rows handed from the field pass to the link pass.
+#[derive(Default)]
+pub struct Batch {
+    pub rows: Vec<RowFacts>,
+    pub refs: Vec<RefItem>,
+    /// Ids as written, for messages.
+    pub text: String,
+    pub findings: Pending,
+    /// Bytes of the file read when the batch was handed over, for progress.
+    pub bytes_read: u64,
+}
+
+impl Batch {
+    fn keep_text(&mut self, text: &str) -> (u32, u32) {
+        let start = self.text.len() as u32;
+        self.text.push_str(text);
+        (start, self.text.len() as u32)
+    }
+}
+
+/// What a blank value means for a column.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Blank {
+    /// Nothing to check.
+    Fine,
+    /// The value is required (unless the row is being deleted).
+    Required,
+    /// Blank or not, the value needs its full check (`status` and `dateLastModified` follow the file's mode).
+    Check,
+}
+
+/// The field pass's state for one file.
+pub struct FieldPass {
+    kind: FileKind,
+    mode: Option<Mode>,
+    columns: &'static [Column],
+    header: HeaderMap,
+    max_field_bytes: usize,
+    start_end: Option<(usize, usize)>,
+    subjects: Option<(usize, usize)>,
+    numbers: Vec<Option<i64>>,
+    /// Positions whose `numbers` entry a row may set (dates, lists), cleared before each row.
+    numbered: Vec<usize>,
+    /// The spec columns the file has: (spec position, field index, what a blank means), in spec order.
+    present: Vec<(usize, usize, Blank)>,
+    deleting: bool,
+    facts: RowFacts,
+    batch: Batch,
+}
+
+impl FieldPass {
+    pub fn new(
+        kind: FileKind,
+        mode: Option<Mode>,
+        header: HeaderMap,
+        max_field_bytes: usize,
+    ) -> FieldPass {
+        let at = |name| kind.try_position(name);
+        let start = if kind == FileKind::Enrollments {
+            at("beginDate")
+        } else {
+            at("startDate")
+        };
+        let columns = kind.columns();
+        let present = (0..columns.len())
+            .filter_map(|pos| {
+                let fi = header.fields[pos]?;
+                let blank = match columns[pos].ty {
+                    ColumnType::Status => Blank::Check,
+                    ColumnType::DateTime if pos == 2 => Blank::Check,
+                    _ if columns[pos].required => Blank::Required,
+                    _ => Blank::Fine,
+                };
+                Some((pos, fi, blank))
+            })
+            .collect();
+        let numbered = (0..columns.len())
+            .filter(|&pos| matches!(columns[pos].ty, ColumnType::Date | ColumnType::TextList))
+            .collect();
+        FieldPass {
+            numbered,
+            present,
+            kind,
+            mode,
+            columns,
+            header,
+            max_field_bytes,
+            start_end: start.zip(at("endDate")),
+            subjects: at("subjects").zip(at("subjectCodes")),
+            numbers: vec![None; kind.columns().len()],
+            deleting: false,
+            facts: RowFacts::new(0),
+            batch: Batch::default(),
+        }
+    }
+
+    /// Rows waiting in the current batch.
+    pub fn pending_rows(&self) -> usize {
+        self.batch.rows.len()
+    }
+
+    /// Hands over the current batch and starts a new one.
+    pub fn take_batch(&mut self, bytes_read: u64) -> Batch {
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.bytes_read = bytes_read;
+        self.batch.rows.reserve(BATCH_ROWS);
+        batch
+    }
+
+    fn file(&self) -> &'static str {
+        self.kind.file_name()
+    }
+
+    fn at(&self, line: u64, pos: usize, problem: Problem, value: &[u8]) -> Finding {
+        let mut f = Finding::new(problem.severity, problem.code, problem.message)
+            .file(self.file())
+            .line(line)
+            .column(self.columns[pos].name)
+            .value(value);
+        f.hint = problem.hint;
+        f
+    }
+
+    /// A row that was skipped whole (too long, too many fields): counted, with its finding.
+    pub fn skipped(&mut self, line: u64, finding: Finding) {
+        let f0 = self.batch.findings.0.len() as u32;
+        self.batch.findings.push(finding);
+        let mut facts = RowFacts::new(line);
+        facts.refs = (self.batch.refs.len() as u32, self.batch.refs.len() as u32);
+        facts.findings = (f0, f0 + 1);
+        self.batch.rows.push(facts);
+    }
+
+    /// Checks the record the reader holds.
+    pub fn row<R: Read>(&mut self, line: u64, rec: &RecordReader<R>) {
+        let mut report = std::mem::take(&mut self.batch.findings);
+        let f0 = report.0.len() as u32;
+        let r0 = self.batch.refs.len() as u32;
+        self.facts = RowFacts::new(line);
+        if rec.len() != self.header.len {
+            report.push(
+                Finding::error(
+                    Code::CsvFieldCount,
+                    format!("the row has {} fields; the header has {}", rec.len(), self.header.len),
+                )
+                .file(self.file())
+                .line(line)
+                .hint("quote fields that contain commas, and give every row one field per header column"),
+            );
+        }
+        for pos in self.numbered.iter().copied() {
+            self.numbers[pos] = None;
+        }
+        self.deleting = false;
+        // One UTF-8 and NUL check for the whole row; fields then slice it without checking again.
+        let bytes = rec.record_bytes();
+        let whole = std::str::from_utf8(bytes)
+            .ok()
+            .filter(|_| memchr::memchr(0, bytes).is_none());
+        for k in 0..self.present.len() {
+            let (pos, fi, blank) = self.present[k];
+            let (start, end) = rec.field_range(fi);
+            if start == end {
+                match blank {
+                    Blank::Fine => continue,
+                    Blank::Required if pos > 0 && self.deleting => continue,
+                    Blank::Required => {
+                        let name = self.columns[pos].name;
+                        report.push(
+                            Finding::error(Code::FieldRequired, format!("{name} is required"))
+                                .file(self.file())
+                                .line(line)
+                                .column(name)
+                                .hint(format!("fill in {name} for this row")),
+                        );
+                        continue;
+                    }
+                    Blank::Check => {}
+                }
+            }
+            let raw = bytes.get(start..end).unwrap_or(&[]);
+            let text = whole.and_then(|w| w.get(start..end));
+            self.check_field(line, pos, raw, text, &mut report);
+        }
+        self.check_dates(line, &mut report);
+        self.check_subjects(line, &mut report);
+        self.facts.deleting = self.deleting;
+        self.facts.refs = (r0, self.batch.refs.len() as u32);
+        self.facts.findings = (f0, report.0.len() as u32);
+        self.batch.findings = report;
+        let facts = std::mem::replace(&mut self.facts, RowFacts::new(0));
+        self.batch.rows.push(facts);
+    }
+
+    /// Checks a reference's syntax and keeps it for the link pass.
+    fn keep_reference(&mut self, line: u64, pos: usize, v: &str, list: bool, report: &mut Pending) {
+        if let Some(p) = fields::guid(v) {
+            report.push(self.at(line, pos, p, v.as_bytes()));
+            return;
+        }
+        let text = self.batch.keep_text(v);
+        self.batch.refs.push(RefItem {
+            pos: pos as u8,
+            list,
+            fp: Fp::of(v.as_bytes()),
+            text,
+        });
+    }
+
+    fn check_field(
+        &mut self,
+        line: u64,
+        pos: usize,
+        raw: &[u8],
+        text: Option<&str>,
+        report: &mut Pending,
+    ) {
+        let column = &self.columns[pos];
+        if raw.len() > self.max_field_bytes {
+            report.push(
+                Finding::error(
+                    Code::CsvFieldTooLong,
+                    format!(
+                        "the value is {} bytes long; the limit is {}",
+                        raw.len(),
+                        self.max_field_bytes
+                    ),
+                )
+                .file(self.file())
+                .line(line)
+                .column(column.name)
+                .value(raw)
+                .hint(
+                    "check the export for a runaway field (an unclosed quote joins lines together)",
+                ),
+            );
+            return;
+        }
+        if text.is_none() && raw.contains(&0) {
+            report.push(
+                Finding::error(Code::EncodingNul, "the value contains a NUL byte")
+                    .file(self.file())
+                    .line(line)
+                    .column(column.name)
+                    .value(raw)
+                    .hint("remove the NUL bytes; the file may be UTF-16 or binary rather than UTF-8 text"),
+            );
+            return;
+        }
+        let Some(v) = text.or_else(|| std::str::from_utf8(raw).ok()) else {
+            report.push(
+                Finding::error(Code::EncodingUtf8, "the value is not valid UTF-8")
+                    .file(self.file())
+                    .line(line)
+                    .column(column.name)
+                    .value(raw)
+                    .hint("save the file as UTF-8 (not Windows-1252 or Latin-1)"),
+            );
+            return;
+        };
+        match column.ty {
+            ColumnType::Status => return self.check_status(line, pos, v, report),
+            ColumnType::DateTime if pos == 2 => {
+                return self.check_date_last_modified(line, pos, v, report);
+            }
+            _ => {}
+        }
+        if v.is_empty() {
+            if column.required && (pos == 0 || !self.deleting) {
+                report.push(
+                    Finding::error(Code::FieldRequired, format!("{} is required", column.name))
+                        .file(self.file())
+                        .line(line)
+                        .column(column.name)
+                        .hint(format!("fill in {} for this row", column.name)),
+                );
+            }
+            return;
+        }
+        let push = |this: &Self, report: &mut Pending, p: Problem, value: &[u8]| {
+            report.push(this.at(line, pos, p, value));
+        };
+        match column.ty {
+            ColumnType::Guid => match fields::guid(v) {
+                Some(p) => push(self, report, p, raw),
+                None => {
+                    self.facts.id = Some(Fp::of(raw));
+                    self.facts.id_text = self.batch.keep_text(v);
+                }
+            },
+            ColumnType::Status | ColumnType::Text => {}
+            ColumnType::DateTime => {
+                if let Some(p) = fields::date_time(v) {
+                    push(self, report, p, raw);
+                }
+            }
+            ColumnType::Date => match fields::date(v) {
+                Ok(day) => self.numbers[pos] = Some(day),
+                Err(p) => push(self, report, p, raw),
+            },
+            ColumnType::Year => {
+                if let Some(p) = fields::year(v) {
+                    push(self, report, p, raw);
+                }
+            }
+            ColumnType::Bool => {
+                if let (_, Some(p)) = fields::boolean(v) {
+                    push(self, report, p, raw);
+                }
+            }
+            ColumnType::Float => {
+                if let Some(p) = fields::float(v) {
+                    push(self, report, p, raw);
+                }
+            }
+            ColumnType::Enum(allowed) => match fields::one_of(v, allowed) {
+                Ok(i) => self.facts.enums[pos] = i,
+                Err(p) => push(self, report, p, raw),
+            },
+            ColumnType::UserIds => {
+                if let Some(p) = fields::user_ids(v) {
+                    push(self, report, p, raw);
+                }
+            }
+            ColumnType::TextList => {
+                let (items, problems) = fields::list_items(v);
+                self.numbers[pos] = Some(items.count() as i64);
+                for p in problems {
+                    push(self, report, p, raw);
+                }
+            }
+            ColumnType::EnumList(allowed) => {
+                let (items, problems) = fields::list_items(v);
+                for p in problems {
+                    push(self, report, p, raw);
+                }
+                for item in items {
+                    if let Err(p) = fields::one_of(item, allowed) {
+                        push(self, report, p, item.as_bytes());
+                    }
+                }
+            }
+            ColumnType::Grades => {
+                let (items, problems) = fields::list_items(v);
+                for p in problems {
+                    push(self, report, p, raw);
+                }
+                for item in items {
+                    if let Some(p) = fields::grade(item) {
+                        push(self, report, p, item.as_bytes());
+                    }
+                }
+            }
+            ColumnType::Ref(_) | ColumnType::SchoolRef => {
+                self.keep_reference(line, pos, v, false, report)
+            }
+            ColumnType::RefList(_) => {
+                let (items, problems) = fields::list_items(v);
+                for p in problems {
+                    push(self, report, p, raw);
+                }
+                for item in items {
+                    self.keep_reference(line, pos, item, true, report);
+                }
+            }
+        }
+    }
+
+    fn check_status(&mut self, line: u64, pos: usize, v: &str, report: &mut Pending) {
+        match (self.mode, v.is_empty()) {
+            (Some(Mode::Bulk), false) => report.push(
+                Finding::error(
+                    Code::BulkStatusNotBlank,
+                    "status must be blank in a bulk file (a bulk file is the whole set)",
+                )
+                .file(self.file())
+                .line(line)
+                .column("status")
+                .value(v.as_bytes())
+                .hint("empty the status column, or declare the file as delta in manifest.csv"),
+            ),
+            (Some(Mode::Delta), true) => report.push(
+                Finding::error(Code::DeltaStatusBlank, "status is required in a delta file")
+                    .file(self.file())
+                    .line(line)
+                    .column("status")
+                    .hint("set status to active (create or update) or tobedeleted (remove)"),
+            ),
+            (_, true) => {}
+            (_, false) => {
+                if v == "inactive" {
+                    self.deleting = true;
+                    report.push(
+                        Finding::warning(
+                            Code::EnumDeprecated,
+                            "status inactive is OneRoster 1.0; it was read as tobedeleted",
+                        )
+                        .file(self.file())
+                        .line(line)
+                        .column("status")
+                        .value(v.as_bytes())
+                        .hint("write tobedeleted"),
+                    );
+                    return;
+                }
+                match fields::one_of(v, STATUS_VALUES) {
+                    Ok(i) => self.deleting = STATUS_VALUES[i as usize] == "tobedeleted",
+                    Err(p) => report.push(self.at(line, pos, p, v.as_bytes())),
+                }
+            }
+        }
+    }
+
+    fn check_date_last_modified(&mut self, line: u64, pos: usize, v: &str, report: &mut Pending) {
+        match (self.mode, v.is_empty()) {
+            (Some(Mode::Bulk), false) => report.push(
+                Finding::error(
+                    Code::BulkDateLastModifiedNotBlank,
+                    "dateLastModified must be blank in a bulk file",
+                )
+                .file(self.file())
+                .line(line)
+                .column("dateLastModified")
+                .value(v.as_bytes())
+                .hint("empty the dateLastModified column, or declare the file as delta in manifest.csv"),
+            ),
+            (Some(Mode::Delta), true) => report.push(
+                Finding::error(Code::DeltaDateLastModifiedBlank, "dateLastModified is required in a delta file")
+                    .file(self.file())
+                    .line(line)
+                    .column("dateLastModified")
+                    .hint("set dateLastModified to when the record changed, for example 2026-08-17T14:03:00.000Z"),
+            ),
+            (_, true) => {}
+            (_, false) => {
+                if let Some(p) = fields::date_time(v) {
+                    report.push(self.at(line, pos, p, v.as_bytes()));
+                }
+            }
+        }
+    }
+
+    /// An end date must come after its start date (OneRoster end dates are exclusive).
+    fn check_dates(&self, line: u64, report: &mut Pending) {
+        let Some((s, e)) = self.start_end else {
+            return;
+        };
+        let (start, end) = (self.columns[s].name, self.columns[e].name);
+        if let (Some(a), Some(b)) = (self.numbers[s], self.numbers[e])
+            && b <= a
+        {
+            report.push(
+                Finding::error(Code::DatesOrder, format!("{end} is not after {start}"))
+                    .file(self.file())
+                    .line(line)
+                    .column(end)
+                    .hint(format!(
+                        "{end} must be later than {start} (the end date is exclusive)"
+                    )),
+            );
+        }
+    }
+
+    /// `subjects` and `subjectCodes` pair up item by item.
+    fn check_subjects(&self, line: u64, report: &mut Pending) {
+        let Some((s, c)) = self.subjects else {
+            return;
+        };
+        if let (Some(a), Some(b)) = (self.numbers[s], self.numbers[c])
+            && a != b
+        {
+            report.push(
+                Finding::warning(
+                    Code::ListLengthMismatch,
+                    format!("subjects has {a} items but subjectCodes has {b}"),
+                )
+                .file(self.file())
+                .line(line)
+                .column("subjectCodes")
+                .hint("give one subject code per subject, in the same order"),
+            );
+        }
+    }
+}

@@ -191,9 +191,9 @@ impl Report {
                     None => "bundle".to_string(),
                     Some(name) => match self.files.get(name) {
                         Some(s) => format!(
-                            "{name} ({}, {} rows)",
+                            "{name} ({}, {})",
                             s.mode.map_or("mode unknown", Mode::as_str),
-                            s.rows
+                            plural(s.rows, "row")
                         ),
                         None => name.to_string(),
                     },
@@ -210,18 +210,16 @@ impl Report {
                 format!(" ×{count}")
             };
             let _ = writeln!(out, "  {label} {}{times}: {}", code.as_str(), code.about());
-            let matching = self.findings.iter().filter(|f| {
-                f.code == *code && f.severity == *severity && f.file.as_deref() == file
-            });
-            let mut hint = None;
-            for (shown, f) in matching.enumerate() {
-                if shown == examples {
-                    let more = count.saturating_sub(examples as u64);
-                    if more > 0 {
-                        let _ = writeln!(out, "      … and {more} more");
-                    }
-                    break;
-                }
+            let shown: Vec<&Finding> = self
+                .findings
+                .iter()
+                .filter(|f| f.code == *code && f.severity == *severity && f.file.as_deref() == file)
+                .take(examples)
+                .collect();
+            // One hint for the group when every example shares it; otherwise each example carries its own.
+            let shared_hint = shown.windows(2).all(|w| w[0].hint == w[1].hint);
+            let hint_line = |hint: &str| format!("{} {hint}", style.paint("36", "hint:"));
+            for f in &shown {
                 let mut place = String::new();
                 if let Some(line) = f.line {
                     let _ = write!(place, "line {line}");
@@ -236,12 +234,17 @@ impl Report {
                     place = style.paint("2", &format!("{place}: "));
                 }
                 let _ = writeln!(out, "    {place}{}", f.message);
-                if hint.is_none() {
-                    hint = f.hint.clone();
+                if let (false, Some(hint)) = (shared_hint, &f.hint) {
+                    let _ = writeln!(out, "      {}", hint_line(hint));
                 }
             }
-            if let Some(hint) = hint {
-                let _ = writeln!(out, "    {} {hint}", style.paint("36", "hint:"));
+            let more = count.saturating_sub(shown.len() as u64);
+            if more > 0 {
+                let _ = writeln!(out, "      … and {more} more");
+            }
+            if let (true, Some(hint)) = (shared_hint, shown.first().and_then(|f| f.hint.as_deref()))
+            {
+                let _ = writeln!(out, "    {}", hint_line(hint));
             }
         }
         let verdict = if self.valid {
@@ -252,11 +255,20 @@ impl Report {
         let rows: u64 = self.files.values().map(|f| f.rows).sum();
         let _ = writeln!(
             out,
-            "\n{verdict}: {} files, {rows} rows, {} errors, {} warnings",
-            self.files.len(),
-            self.counts.errors,
-            self.counts.warnings
+            "\n{verdict}: {}, {}, {}, {}",
+            plural(self.files.len() as u64, "file"),
+            plural(rows, "row"),
+            plural(self.counts.errors, "error"),
+            plural(self.counts.warnings, "warning")
         );
         out
+    }
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }

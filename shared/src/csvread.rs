@@ -10,6 +10,24 @@ use std::io::{self, Read};
 
 const INPUT_BUFFER: usize = 256 << 10;
 
+// Byte classes for the single pass over a line.
+const ORDINARY: u8 = 0;
+const COMMA: u8 = 1;
+const NUL: u8 = 2;
+const LF: u8 = 3;
+const CR: u8 = 4;
+const QUOTE: u8 = 5;
+
+const CLASS: [u8; 256] = {
+    let mut table = [ORDINARY; 256];
+    table[b',' as usize] = COMMA;
+    table[0] = NUL;
+    table[b'\n' as usize] = LF;
+    table[b'\r' as usize] = CR;
+    table[b'"' as usize] = QUOTE;
+    table
+};
+
 /// What [`RecordReader::next_record`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
@@ -48,6 +66,8 @@ pub struct RecordReader<R> {
     ends: Vec<usize>,
     nfields: usize,
     record_len: usize,
+    /// Whether the current record holds a NUL byte.
+    nul: bool,
     max_record_bytes: usize,
     max_fields: usize,
     bytes_read: u64,
@@ -70,6 +90,7 @@ impl<R: Read> RecordReader<R> {
             ends: vec![0; 64.min(max_fields.max(1))],
             nfields: 0,
             record_len: 0,
+            nul: false,
             max_record_bytes: max_record_bytes.max(1),
             max_fields: max_fields.max(1),
             bytes_read: 0,
@@ -129,36 +150,69 @@ impl<R: Read> RecordReader<R> {
                 }
                 _ => {}
             }
-            match memchr::memchr3(b'\n', b'\r', b'"', avail) {
-                Some(at) if avail[at] == b'\n' => return Ok(self.in_place(at, at + 1)),
-                Some(at)
-                    if avail[at] == b'\r' && at + 1 < avail.len() && avail[at + 1] == b'\n' =>
-                {
-                    return Ok(self.in_place(at, at + 2));
-                }
-                // A lone carriage return may be CRLF split across reads: read on before deciding.
-                Some(at) if avail[at] == b'\r' && at + 1 == avail.len() && !self.eof => {
-                    if self.pos > 0 || self.filled < self.input.len() {
-                        self.fill()?;
-                        continue;
+            // One pass over the line: where it ends, where its commas are, whether it needs the full parser.
+            let ends = &mut self.ends;
+            let mut commas = 0;
+            let mut too_many = false;
+            let mut nul = false;
+            let mut stop = None;
+            for (i, &b) in avail.iter().enumerate() {
+                match CLASS[b as usize] {
+                    ORDINARY => {}
+                    COMMA if commas + 1 >= self.max_fields => too_many = true,
+                    COMMA => {
+                        if commas == ends.len() {
+                            let grown = (ends.len() * 2).min(self.max_fields);
+                            ends.resize(grown, 0);
+                        }
+                        ends[commas] = i;
+                        commas += 1;
                     }
-                    return self.parsed();
-                }
-                Some(_) => return self.parsed(),
-                None if self.eof => return Ok(self.in_place(avail.len(), avail.len())),
-                None => {
-                    if self.pos == 0 && self.filled == self.input.len() {
-                        // A line longer than the buffer: the full parser bounds it.
-                        return self.parsed();
+                    NUL => nul = true,
+                    class => {
+                        stop = Some((class, i));
+                        break;
                     }
-                    self.fill()?;
                 }
             }
+            let (len, consumed) = match stop {
+                Some((LF, at)) => (at, at + 1),
+                Some((CR, at)) if at + 1 < avail.len() && avail[at + 1] == b'\n' => (at, at + 2),
+                // A carriage return at the end of what was read may be half of a CRLF: read on before deciding.
+                Some((CR, at))
+                    if at + 1 == avail.len()
+                        && !self.eof
+                        && (self.pos > 0 || self.filled < self.input.len()) =>
+                {
+                    self.fill()?;
+                    continue;
+                }
+                // A quote, or a lone carriage return ending the record.
+                Some(_) => return self.parsed(),
+                None if self.eof => (avail.len(), avail.len()),
+                None if self.pos == 0 && self.filled == self.input.len() => {
+                    // A line longer than the buffer: the full parser bounds it.
+                    return self.parsed();
+                }
+                None => {
+                    self.fill()?;
+                    continue;
+                }
+            };
+            return Ok(self.in_place(len, consumed, commas, too_many, nul));
         }
     }
 
-    /// Takes the quote-free line of `len` bytes at `pos` as the record, consuming `consumed` bytes.
-    fn in_place(&mut self, len: usize, consumed: usize) -> Next {
+    /// Takes the quote-free line of `len` bytes at `pos` as the record (its commas already in `ends`),
+    /// consuming `consumed` bytes.
+    fn in_place(
+        &mut self,
+        len: usize,
+        consumed: usize,
+        commas: usize,
+        too_many: bool,
+        nul: bool,
+    ) -> Next {
         let line = self.line;
         let start = self.pos;
         self.pos += consumed;
@@ -169,26 +223,17 @@ impl<R: Read> RecordReader<R> {
             self.nfields = 0;
             return Next::TooLong { line };
         }
-        let bytes = &self.input[start..start + len];
-        let mut n = 0;
-        for comma in memchr::memchr_iter(b',', bytes) {
-            if n + 1 >= self.max_fields {
-                self.nfields = 0;
-                return Next::TooManyFields { line };
-            }
-            if n == self.ends.len() {
-                let grown = (self.ends.len() * 2).min(self.max_fields);
-                self.ends.resize(grown, 0);
-            }
-            self.ends[n] = comma;
-            n += 1;
+        if too_many {
+            self.nfields = 0;
+            return Next::TooManyFields { line };
         }
-        if n == self.ends.len() {
+        if commas == self.ends.len() {
             self.ends.push(0);
         }
-        self.ends[n] = len;
-        self.nfields = n + 1;
+        self.ends[commas] = len;
+        self.nfields = commas + 1;
         self.record_len = len;
+        self.nul = nul;
         self.held = Held::InPlace(start);
         Next::Record { line }
     }
@@ -258,6 +303,11 @@ impl<R: Read> RecordReader<R> {
                 ReadRecordResult::End => return Ok(Next::End),
             }
         }
+    }
+
+    /// Whether the current record holds a NUL byte anywhere.
+    pub fn has_nul(&self) -> bool {
+        self.nul
     }
 
     /// Number of fields in the current record.

@@ -35,6 +35,17 @@ impl Problem {
     }
 }
 
+/// Printable ASCII other than space, comma and double quote: the bytes of an unremarkable id.
+const PLAIN_ID_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = b'!';
+    while c < 0x7f {
+        table[c as usize] = c != b',' && c != b'"';
+        c += 1;
+    }
+    table
+};
+
 /// Longest sourcedId accepted.
 pub const MAX_GUID_BYTES: usize = 255;
 
@@ -43,11 +54,7 @@ pub const MAX_GUID_BYTES: usize = 255;
 pub fn guid(v: &str) -> Option<Problem> {
     // Fast path, one pass: plain ASCII with nothing that breaks lists or lookups.
     let b = v.as_bytes();
-    if !b.is_empty()
-        && b.len() <= MAX_GUID_BYTES
-        && b.iter()
-            .all(|&c| c > b' ' && c < 0x7f && c != b',' && c != b'"')
-    {
+    if !b.is_empty() && b.len() <= MAX_GUID_BYTES && b.iter().all(|&c| PLAIN_ID_BYTE[c as usize]) {
         return None;
     }
     let bad = if v.len() > MAX_GUID_BYTES {

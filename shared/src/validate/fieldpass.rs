@@ -15,7 +15,7 @@ use std::io::Read;
 pub const MAX_COLUMNS: usize = 18;
 
 /// Rows per batch handed to the link pass.
-pub const BATCH_ROWS: usize = 4096;
+pub const BATCH_ROWS: usize = 1024;
 
 /// Findings of the field pass, in the order they were found.
 #[derive(Default)]
@@ -81,6 +81,15 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// Empties the batch, keeping its memory.
+    pub fn clear(&mut self) {
+        self.rows.clear();
+        self.refs.clear();
+        self.text.clear();
+        self.findings.0.clear();
+        self.bytes_read = 0;
+    }
+
     fn keep_text(&mut self, text: &str) -> (u32, u32) {
         let start = self.text.len() as u32;
         self.text.push_str(text);
@@ -169,11 +178,11 @@ impl FieldPass {
         self.batch.rows.len()
     }
 
-    /// Hands over the current batch and starts a new one.
-    pub fn take_batch(&mut self, bytes_read: u64) -> Batch {
-        let mut batch = std::mem::take(&mut self.batch);
+    /// Hands over the current batch and carries on in `next` (a batch handed back empty, to reuse its memory).
+    pub fn take_batch(&mut self, bytes_read: u64, mut next: Batch) -> Batch {
+        next.clear();
+        let mut batch = std::mem::replace(&mut self.batch, next);
         batch.bytes_read = bytes_read;
-        self.batch.rows.reserve(BATCH_ROWS);
         batch
     }
 

@@ -100,6 +100,8 @@ pub struct LinkPass {
     dups: Option<DupCheck>,
     /// Positions set by the current row.
     touched: Vec<usize>,
+    /// What each reference of the current batch found (kept to reuse its allocation).
+    founds: Vec<Option<Found>>,
     deferred: Vec<Deferred>,
     /// Rows seen so far.
     pub rows: u64,
@@ -126,6 +128,7 @@ impl LinkPass {
             found: [None; MAX_COLUMNS],
             enums: [u8::MAX; MAX_COLUMNS],
             touched: Vec::with_capacity(MAX_COLUMNS),
+            founds: Vec::new(),
             deferred: Vec::new(),
             rows: 0,
         }
@@ -152,7 +155,8 @@ impl LinkPass {
     }
 
     /// Links every row of a batch, reporting the field pass's findings in row order on the way.
-    pub fn batch(&mut self, batch: Batch, idx: &mut Indexes, report: &mut ReportBuilder) {
+    /// The batch's findings are moved into the report; the rest is left for the caller to recycle.
+    pub fn batch(&mut self, batch: &mut Batch, idx: &mut Indexes, report: &mut ReportBuilder) {
         let Batch {
             rows,
             refs,
@@ -164,16 +168,15 @@ impl LinkPass {
             |range: (u32, u32)| text.get(range.0 as usize..range.1 as usize).unwrap_or("");
         // Look every reference of the batch up in one tight loop first: the lookups are independent, so the
         // processor overlaps their cache misses instead of waiting for each in turn.
-        let founds: Vec<Option<Found>> = refs
-            .iter()
-            .map(|item| {
-                let pos = item.pos as usize;
-                match self.targets[pos] {
-                    Target::Check(_) => idx.lookup(self.target_of(pos), &item.fp),
-                    _ => None,
-                }
-            })
-            .collect();
+        let mut founds = std::mem::take(&mut self.founds);
+        founds.clear();
+        founds.extend(refs.iter().map(|item| {
+            let pos = item.pos as usize;
+            match self.targets[pos] {
+                Target::Check(_) => idx.lookup(self.target_of(pos), &item.fp),
+                _ => None,
+            }
+        }));
         let users_of_demographics: Vec<Option<Found>> = if self.kind == FileKind::Demographics
             && matches!(self.demographics_user, Target::Check(_))
         {
@@ -183,7 +186,7 @@ impl LinkPass {
         } else {
             Vec::new()
         };
-        let mut findings = findings.0.into_iter();
+        let mut findings = findings.0.drain(..);
         for (r, row) in rows.iter().enumerate() {
             for _ in row.findings.0..row.findings.1 {
                 if let Some(f) = findings.next() {
@@ -231,6 +234,7 @@ impl LinkPass {
             let user = users_of_demographics.get(r).copied().flatten();
             self.after_row(row, text_of(row.id_text), user, idx, report);
         }
+        self.founds = founds;
     }
 
     #[allow(clippy::too_many_arguments)]

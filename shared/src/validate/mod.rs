@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Batches in flight between the field pass and the link pass (bounds memory while keeping both cores busy).
-const BATCHES_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 8;
 
 /// Bytes per row assumed when sizing a file's id index before reading it.
 const BYTES_PER_ROW_ESTIMATE: u64 = 72;
@@ -289,6 +289,8 @@ fn check_file(
     // The field pass reads and checks rows on its own thread; this thread links them as batches arrive.
     let outcome = std::thread::scope(|scope| {
         let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Batch>>(BATCHES_IN_FLIGHT);
+        // Linked batches come back empty to be filled again, so memory is allocated once per file.
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Batch>();
         let spawned = std::thread::Builder::new().name(format!("read {file}")).spawn_scoped(scope, move || {
             loop {
                 let next = match reader.next_record() {
@@ -316,17 +318,22 @@ fn check_file(
                     .hint("quote fields that contain commas; raise --max-columns if the row is genuine")),
                     Next::End => break,
                 }
-                if field.pending_rows() >= BATCH_ROWS && tx.send(Ok(field.take_batch(reader.bytes_read()))).is_err() {
-                    return;
+                if field.pending_rows() >= BATCH_ROWS {
+                    let spare = back_rx.try_recv().unwrap_or_default();
+                    if tx.send(Ok(field.take_batch(reader.bytes_read(), spare))).is_err() {
+                        return;
+                    }
                 }
             }
-            let _ = tx.send(Ok(field.take_batch(reader.bytes_read())));
+            let _ = tx.send(Ok(field.take_batch(reader.bytes_read(), Batch::default())));
         });
         spawned?;
         for batch in rx {
-            let batch = batch?;
+            let mut batch = batch?;
             progress.advanced(batch.bytes_read);
-            link.batch(batch, idx, report);
+            link.batch(&mut batch, idx, report);
+            // The field pass may be done already; then the batch is simply dropped.
+            let _ = back_tx.send(batch);
         }
         Ok::<(), std::io::Error>(())
     });

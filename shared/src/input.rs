@@ -178,6 +178,35 @@ impl Bundle {
         Ok(Some(bytes))
     }
 
+    /// A fingerprint of the bundle's content: the manifest and every data file, by name and bytes. The same
+    /// files give the same digest however they were packed (zip or folder, nested or not).
+    pub fn digest(&mut self) -> Result<u128, InputError> {
+        let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+        if let Some(manifest) = self.read_manifest()? {
+            hasher.update(b"manifest.csv\0");
+            hasher.update(&manifest);
+        }
+        let path = self.path.clone();
+        let mut buf = vec![0u8; 256 << 10];
+        for kind in self.kinds() {
+            hasher.update(kind.file_name().as_bytes());
+            hasher.update(&[0]);
+            let mut stream = self.open_file(kind)?;
+            loop {
+                let n = stream.read(&mut buf).map_err(|source| InputError::Entry {
+                    path: path.clone(),
+                    entry: kind.file_name().into(),
+                    source,
+                })?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+        }
+        Ok(hasher.digest128())
+    }
+
     /// A byte stream of one data file.
     pub fn open_file(&mut self, kind: FileKind) -> Result<Box<dyn Read + Send + '_>, InputError> {
         let entry = self

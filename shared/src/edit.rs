@@ -1,0 +1,260 @@
+//! Manual work, as the product records it: editing fields, creating, archiving and restoring records by hand.
+//! Each change is marked with who made it and when, so the next sync can respect it according to the tenant's
+//! policy.
+
+use crate::fields;
+use crate::model::{Entity, Origin, Provenance, Record, Tenant, now};
+use crate::spec::ColumnType;
+use crate::store::{Change, Store, StoreError};
+use std::collections::BTreeMap;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum EditError {
+    #[error("there is no tenant {0:?}; add it first with `rollcall tenant add {0}`")]
+    UnknownTenant(String),
+    #[error("tenant {tenant} has no {entity} record {id:?}")]
+    NotFound {
+        tenant: String,
+        entity: Entity,
+        id: String,
+    },
+    #[error("tenant {tenant} already has a {entity} record {id:?}; edit it instead")]
+    Exists {
+        tenant: String,
+        entity: Entity,
+        id: String,
+    },
+    #[error("{entity} have no field {field:?}; fields that can be set: {allowed}")]
+    UnknownField {
+        entity: Entity,
+        field: String,
+        allowed: String,
+    },
+    #[error("{field}={value:?} is not valid: {reason}")]
+    BadValue {
+        field: String,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "tenant {0} does not allow records to be created by hand (its roster comes from the district's system only)"
+    )]
+    CreationRefused(String),
+    #[error("expected FIELD=VALUE, got {0:?}")]
+    BadAssignment(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Parses `FIELD=VALUE` assignments.
+pub fn assignments(items: &[String]) -> Result<Vec<(String, String)>, EditError> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| EditError::BadAssignment(item.clone()))
+        })
+        .collect()
+}
+
+/// Checks that a field may be set by hand on this entity and that the value fits the column.
+fn check_field(entity: Entity, field: &str, value: &str) -> Result<(), EditError> {
+    if entity.product_fields().contains(&field) || field.starts_with("metadata.") {
+        return Ok(());
+    }
+    let columns = entity.file_kind().columns();
+    let Some(column) = columns.iter().skip(3).find(|c| c.name == field) else {
+        let mut allowed: Vec<&str> = columns.iter().skip(3).map(|c| c.name).collect();
+        allowed.extend(entity.product_fields());
+        allowed.push("metadata.*");
+        return Err(EditError::UnknownField {
+            entity,
+            field: field.to_string(),
+            allowed: allowed.join(", "),
+        });
+    };
+    if value.is_empty() {
+        return Ok(());
+    }
+    let problem = match column.ty {
+        ColumnType::Enum(allowed) => fields::one_of(value, allowed).err(),
+        ColumnType::Bool => fields::boolean(value)
+            .1
+            .filter(|p| p.severity == crate::Severity::Error),
+        ColumnType::Date => fields::date(value).err(),
+        ColumnType::Year => fields::year(value),
+        ColumnType::Grades => value.split(',').find_map(|g| fields::grade(g.trim())),
+        _ => None,
+    };
+    match problem {
+        Some(p) => Err(EditError::BadValue {
+            field: field.to_string(),
+            value: value.to_string(),
+            reason: p.hint.unwrap_or(p.message),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn tenant(store: &dyn Store, id: &str) -> Result<Tenant, EditError> {
+    store
+        .get_tenant(id)?
+        .ok_or_else(|| EditError::UnknownTenant(id.to_string()))
+}
+
+fn existing(
+    store: &dyn Store,
+    tenant: &str,
+    entity: Entity,
+    id: &str,
+) -> Result<Record, EditError> {
+    store
+        .get_record(tenant, entity, id)?
+        .ok_or_else(|| EditError::NotFound {
+            tenant: tenant.to_string(),
+            entity,
+            id: id.to_string(),
+        })
+}
+
+fn save(
+    store: &dyn Store,
+    tenant: &str,
+    before: Option<Record>,
+    after: Record,
+) -> Result<Record, EditError> {
+    store.write_manual(
+        tenant,
+        Change {
+            before,
+            after: after.clone(),
+        },
+    )?;
+    Ok(after)
+}
+
+/// Sets fields by hand (an empty value clears the field, and the clearing is itself kept as manual work).
+pub fn edit(
+    store: &dyn Store,
+    tenant_id: &str,
+    entity: Entity,
+    sourced_id: &str,
+    sets: &[(String, String)],
+    by: &str,
+) -> Result<Record, EditError> {
+    tenant(store, tenant_id)?;
+    let before = existing(store, tenant_id, entity, sourced_id)?;
+    let mut after = before.clone();
+    let at = now();
+    for (field, value) in sets {
+        check_field(entity, field, value)?;
+        if value.is_empty() {
+            after.fields.remove(field);
+        } else {
+            after.fields.insert(field.clone(), value.clone());
+        }
+        after.provenance.insert(
+            field.clone(),
+            Provenance::Manual {
+                by: by.to_string(),
+                at,
+            },
+        );
+    }
+    after.batch = None;
+    save(store, tenant_id, Some(before), after)
+}
+
+/// Creates a record by hand.
+pub fn create(
+    store: &dyn Store,
+    tenant_id: &str,
+    entity: Entity,
+    sourced_id: &str,
+    sets: &[(String, String)],
+    by: &str,
+) -> Result<Record, EditError> {
+    let t = tenant(store, tenant_id)?;
+    if !t.manual_creation {
+        return Err(EditError::CreationRefused(t.id));
+    }
+    if fields::guid(sourced_id).is_some() {
+        return Err(EditError::BadValue {
+            field: "sourcedId".into(),
+            value: sourced_id.into(),
+            reason: "identifiers may not contain spaces, commas, quotes or control characters"
+                .into(),
+        });
+    }
+    if store.get_record(tenant_id, entity, sourced_id)?.is_some() {
+        return Err(EditError::Exists {
+            tenant: tenant_id.to_string(),
+            entity,
+            id: sourced_id.to_string(),
+        });
+    }
+    let at = now();
+    let mut values = BTreeMap::new();
+    let mut provenance = BTreeMap::new();
+    for (field, value) in sets {
+        check_field(entity, field, value)?;
+        if !value.is_empty() {
+            values.insert(field.clone(), value.clone());
+        }
+        provenance.insert(
+            field.clone(),
+            Provenance::Manual {
+                by: by.to_string(),
+                at,
+            },
+        );
+    }
+    let record = Record {
+        entity,
+        sourced_id: sourced_id.to_string(),
+        fields: values,
+        sis_fields: BTreeMap::new(),
+        provenance,
+        active: true,
+        origin: Origin::Manual,
+        archived_by: None,
+        batch: None,
+        created_batch: None,
+    };
+    save(store, tenant_id, None, record)
+}
+
+/// Archives a record by hand.
+pub fn archive(
+    store: &dyn Store,
+    tenant_id: &str,
+    entity: Entity,
+    sourced_id: &str,
+) -> Result<Record, EditError> {
+    tenant(store, tenant_id)?;
+    let before = existing(store, tenant_id, entity, sourced_id)?;
+    let mut after = before.clone();
+    after.active = false;
+    after.archived_by = Some(Origin::Manual);
+    after.batch = None;
+    save(store, tenant_id, Some(before), after)
+}
+
+/// Restores a record by hand.
+pub fn restore(
+    store: &dyn Store,
+    tenant_id: &str,
+    entity: Entity,
+    sourced_id: &str,
+) -> Result<Record, EditError> {
+    tenant(store, tenant_id)?;
+    let before = existing(store, tenant_id, entity, sourced_id)?;
+    let mut after = before.clone();
+    after.active = true;
+    after.archived_by = None;
+    after.batch = None;
+    save(store, tenant_id, Some(before), after)
+}

@@ -1,0 +1,507 @@
+//! The pipeline for one bundle and one tenant: validate, plan, guard, apply, with the batch recorded at each
+//! step. Also what ops do with batches afterwards: approve or reject a held one, roll back an applied one.
+//! The same steps run locally (here, on the embedded store) and, later, as the AWS state machine's tasks.
+
+use crate::apply::Applier;
+use crate::input::{Bundle, InputError};
+use crate::limits::Limits;
+use crate::model::{Batch, BatchStatus, Counts, Entity, Tenant, now};
+use crate::plan::{Plan, PlanError, plan, walk};
+use crate::progress::Progress;
+use crate::report::Report;
+use crate::spec::{FileKind, Mode};
+use crate::store::{Store, StoreError, UndoItem};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use thiserror::Error;
+
+/// A sync or batch operation could not be done.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    #[error("there is no tenant {0:?}; add it first with `rollcall tenant add {0}`")]
+    UnknownTenant(String),
+    #[error("there is no batch {0:?}; `rollcall history --tenant TENANT` lists a tenant's batches")]
+    UnknownBatch(String),
+    #[error("batch {id} is {status}; only a held batch can be approved or rejected")]
+    NotHeld { id: String, status: &'static str },
+    #[error("batch {id} is {status}; only an applied batch can be rolled back")]
+    NotApplied { id: String, status: &'static str },
+    #[error(
+        "{count} records that batch {id} changed were changed again afterwards (for example {examples}); roll back the later batches first, or pass --force to restore this batch's prior states anyway"
+    )]
+    RollbackConflict {
+        id: String,
+        count: usize,
+        examples: String,
+    },
+    #[error(
+        "another sync of tenant {tenant} is running ({holder}) and it did not finish within {waited_secs}s; try again when it is done"
+    )]
+    Busy {
+        tenant: String,
+        holder: String,
+        waited_secs: u64,
+    },
+    #[error("the kept copy of batch {id}'s bundle is gone ({path}); send the bundle again")]
+    BundleGone { id: String, path: String },
+    #[error("keeping a copy of the bundle in {path}: {source}")]
+    Keep {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Input(#[from] InputError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+/// How a sync ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncStatus {
+    Applied,
+    Planned,
+    Held,
+    Rejected,
+    AlreadyApplied,
+}
+
+impl SyncStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncStatus::Applied => "applied",
+            SyncStatus::Planned => "planned",
+            SyncStatus::Held => "held",
+            SyncStatus::Rejected => "rejected",
+            SyncStatus::AlreadyApplied => "already_applied",
+        }
+    }
+}
+
+/// Findings counts as the sync output shows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FindingCounts {
+    pub errors: u64,
+    pub warnings: u64,
+}
+
+/// What a sync did.
+#[derive(Clone, Debug, Serialize)]
+pub struct SyncOutcome {
+    pub batch: String,
+    pub status: SyncStatus,
+    pub counts: BTreeMap<Entity, Counts>,
+    pub held_reasons: Vec<String>,
+    pub findings: FindingCounts,
+    /// Records written by this run.
+    #[serde(skip)]
+    pub writes: u64,
+    /// The validation report (rejected batches: why).
+    #[serde(skip)]
+    pub report: Option<Report>,
+    /// Ids behind the interesting counts.
+    #[serde(skip)]
+    pub samples: BTreeMap<(Entity, &'static str), Vec<String>>,
+}
+
+/// Settings of one sync run.
+#[derive(Clone, Debug)]
+pub struct SyncOptions {
+    /// Plan and report, change nothing.
+    pub dry_run: bool,
+    pub limits: Limits,
+    /// Where bundles are kept for later approval (locally a folder; on AWS the versioned bucket).
+    pub keep_dir: PathBuf,
+    /// How long to wait for another sync of the same tenant to finish.
+    pub wait: Duration,
+    /// How long a lease stays valid if its holder dies.
+    pub lease_ttl: Duration,
+}
+
+impl SyncOptions {
+    pub fn new(keep_dir: PathBuf) -> SyncOptions {
+        SyncOptions {
+            dry_run: false,
+            limits: Limits::default(),
+            keep_dir,
+            wait: Duration::from_secs(600),
+            lease_ttl: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Derives a batch id from the tenant and the bundle's content: unique across tenants, stable across uploads.
+pub fn batch_id(tenant: &str, bundle: &mut Bundle) -> Result<String, InputError> {
+    let digest = bundle.digest()?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(tenant.as_bytes());
+    h.update(&[0]);
+    h.update(&digest.to_le_bytes());
+    Ok(format!("b{:024x}", h.digest128() >> 32))
+}
+
+/// Holds a tenant's lease for the duration of a run; releases it when dropped.
+struct Lease<'a> {
+    store: &'a dyn Store,
+    tenant: String,
+    holder: String,
+}
+
+impl<'a> Lease<'a> {
+    fn take(
+        store: &'a dyn Store,
+        tenant: &str,
+        batch: &str,
+        opts: &SyncOptions,
+    ) -> Result<Lease<'a>, SyncError> {
+        let holder = format!("pid {} batch {batch}", std::process::id());
+        let started = Instant::now();
+        loop {
+            match store.acquire(tenant, &holder, opts.lease_ttl.as_secs())? {
+                None => {
+                    return Ok(Lease {
+                        store,
+                        tenant: tenant.to_string(),
+                        holder,
+                    });
+                }
+                Some(other) if started.elapsed() >= opts.wait => {
+                    return Err(SyncError::Busy {
+                        tenant: tenant.to_string(),
+                        holder: other,
+                        waited_secs: started.elapsed().as_secs(),
+                    });
+                }
+                Some(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+}
+
+impl Drop for Lease<'_> {
+    fn drop(&mut self) {
+        let _ = self.store.release(&self.tenant, &self.holder);
+    }
+}
+
+fn modes_of(report: &Report) -> BTreeMap<FileKind, Option<Mode>> {
+    report
+        .files
+        .iter()
+        .filter_map(|(name, summary)| FileKind::from_file_name(name).map(|k| (k, summary.mode)))
+        .collect()
+}
+
+/// Reasons to hold a plan for approval; empty when it may go ahead.
+pub fn guard(tenant: &Tenant, plan: &Plan, first_sync: bool) -> Vec<String> {
+    if first_sync {
+        return Vec::new();
+    }
+    let mut reasons = Vec::new();
+    for entity in Entity::ALL {
+        let base = plan.walked.active_before.get(&entity).copied().unwrap_or(0);
+        let Some(counts) = plan.counts.get(&entity) else {
+            continue;
+        };
+        if base == 0 {
+            continue;
+        }
+        let t = tenant.threshold_for(entity);
+        for (what, n, limit) in [
+            ("archived", counts.archive, t.archive),
+            ("updated", counts.update, t.update),
+        ] {
+            let fraction = n as f64 / base as f64;
+            if fraction > limit {
+                reasons.push(format!(
+                    "{entity}: {n} of {base} active records ({:.1}%) would be {what}; the threshold is {:.0}%",
+                    fraction * 100.0,
+                    limit * 100.0
+                ));
+            }
+        }
+    }
+    reasons
+}
+
+/// Copies the bundle (a file, or a folder's files) into `dir`, returning the copy's path.
+fn keep_bundle(source: &Path, dir: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    if source.is_dir() {
+        copy_folder(source, dir)?;
+        return Ok(dir.to_path_buf());
+    }
+    let name = source
+        .file_name()
+        .map_or_else(|| "bundle".into(), |n| n.to_os_string());
+    let target = dir.join(name);
+    std::fs::copy(source, &target)?;
+    Ok(target)
+}
+
+fn copy_folder(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_folder(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Validates, plans, guards and applies one bundle for one tenant.
+pub fn sync(
+    store: &dyn Store,
+    tenant_id: &str,
+    path: &Path,
+    opts: &SyncOptions,
+    progress: &dyn Progress,
+) -> Result<SyncOutcome, SyncError> {
+    let tenant = store
+        .get_tenant(tenant_id)?
+        .ok_or_else(|| SyncError::UnknownTenant(tenant_id.to_string()))?;
+    let mut bundle = Bundle::open(path, &opts.limits)?;
+    let id = batch_id(&tenant.id, &mut bundle)?;
+    if let Some(done) = already(store, &id)? {
+        return Ok(done);
+    }
+    let _lease = Lease::take(store, &tenant.id, &id, opts)?;
+    // Another run may have applied the same bundle while this one waited for the lease.
+    if let Some(done) = already(store, &id)? {
+        return Ok(done);
+    }
+    let report = crate::validate::validate_bundle(&mut bundle, &opts.limits, progress)?;
+    let findings = FindingCounts {
+        errors: report.counts.errors,
+        warnings: report.counts.warnings,
+    };
+    let t = now();
+    let mut batch = Batch {
+        id: id.clone(),
+        tenant: tenant.id.clone(),
+        source: path.display().to_string(),
+        status: BatchStatus::Validated,
+        received_at: t,
+        updated_at: t,
+        counts: BTreeMap::new(),
+        held_reasons: Vec::new(),
+        errors: findings.errors,
+        warnings: findings.warnings,
+        bundle: String::new(),
+    };
+    if !report.valid {
+        batch.status = BatchStatus::Rejected;
+        if !opts.dry_run {
+            store.put_batch(&batch)?;
+        }
+        return Ok(SyncOutcome {
+            batch: id,
+            status: SyncStatus::Rejected,
+            counts: BTreeMap::new(),
+            held_reasons: Vec::new(),
+            findings,
+            writes: 0,
+            report: Some(report),
+            samples: BTreeMap::new(),
+        });
+    }
+    let modes = modes_of(&report);
+    let planned = plan(
+        &mut Bundle::open(path, &opts.limits)?,
+        &modes,
+        &tenant,
+        store,
+        &opts.limits,
+    )?;
+    let first_sync = !store
+        .list_batches(&tenant.id)?
+        .iter()
+        .any(|b| b.status == BatchStatus::Applied);
+    let reasons = guard(&tenant, &planned, first_sync);
+    let mut outcome = SyncOutcome {
+        batch: id.clone(),
+        status: SyncStatus::Planned,
+        counts: planned.counts.clone(),
+        held_reasons: reasons.clone(),
+        findings,
+        writes: 0,
+        report: Some(report),
+        samples: planned.samples.clone(),
+    };
+    if opts.dry_run {
+        return Ok(outcome);
+    }
+    let kept = keep_bundle(path, &opts.keep_dir.join(&id)).map_err(|source| SyncError::Keep {
+        path: opts.keep_dir.display().to_string(),
+        source,
+    })?;
+    batch.bundle = kept.display().to_string();
+    batch.counts = planned.counts.clone();
+    if !reasons.is_empty() {
+        batch.status = BatchStatus::Held;
+        batch.held_reasons = reasons;
+        store.put_batch(&batch)?;
+        outcome.status = SyncStatus::Held;
+        return Ok(outcome);
+    }
+    let (writes, applied) = apply_batch(store, &tenant, &mut batch, &modes, &opts.limits, &kept)?;
+    outcome.status = SyncStatus::Applied;
+    outcome.counts = applied.counts;
+    outcome.writes = writes;
+    Ok(outcome)
+}
+
+/// The outcome for a bundle that was applied before.
+fn already(store: &dyn Store, id: &str) -> Result<Option<SyncOutcome>, SyncError> {
+    Ok(store
+        .get_batch(id)?
+        .filter(|b| b.status == BatchStatus::Applied)
+        .map(|b| SyncOutcome {
+            batch: b.id,
+            status: SyncStatus::AlreadyApplied,
+            counts: b.counts,
+            held_reasons: Vec::new(),
+            findings: FindingCounts {
+                errors: b.errors,
+                warnings: b.warnings,
+            },
+            writes: 0,
+            report: None,
+            samples: BTreeMap::new(),
+        }))
+}
+
+/// Applies a batch from its kept bundle, in one transaction that also records the batch as applied.
+fn apply_batch(
+    store: &dyn Store,
+    tenant: &Tenant,
+    batch: &mut Batch,
+    modes: &BTreeMap<FileKind, Option<Mode>>,
+    limits: &Limits,
+    bundle_path: &Path,
+) -> Result<(u64, Plan), SyncError> {
+    let mut bundle = Bundle::open(bundle_path, limits)?;
+    let mut applier = Applier::begin(store, tenant, &batch.id)?;
+    for entity in Entity::ALL {
+        applier.plan.counts.insert(entity, Counts::default());
+    }
+    let walked = walk(&mut bundle, modes, tenant, store, limits, &mut applier)?;
+    applier.plan.walked = walked;
+    let counts = applier.plan.counts.clone();
+    batch.status = BatchStatus::Applied;
+    batch.counts = counts;
+    batch.updated_at = now();
+    let (writes, plan) = applier.finish(batch)?;
+    Ok((writes, plan))
+}
+
+/// Applies a held batch.
+pub fn approve(
+    store: &dyn Store,
+    batch_id: &str,
+    opts: &SyncOptions,
+) -> Result<SyncOutcome, SyncError> {
+    let mut batch = held(store, batch_id)?;
+    let tenant = store
+        .get_tenant(&batch.tenant)?
+        .ok_or_else(|| SyncError::UnknownTenant(batch.tenant.clone()))?;
+    let _lease = Lease::take(store, &tenant.id, &batch.id, opts)?;
+    let kept = PathBuf::from(&batch.bundle);
+    if !kept.exists() {
+        return Err(SyncError::BundleGone {
+            id: batch.id.clone(),
+            path: batch.bundle.clone(),
+        });
+    }
+    let report = crate::validate::validate_path(&kept, &opts.limits, &crate::progress::NoProgress)?;
+    let modes = modes_of(&report);
+    let (writes, applied) = apply_batch(store, &tenant, &mut batch, &modes, &opts.limits, &kept)?;
+    Ok(SyncOutcome {
+        batch: batch.id,
+        status: SyncStatus::Applied,
+        counts: applied.counts,
+        held_reasons: Vec::new(),
+        findings: FindingCounts {
+            errors: batch.errors,
+            warnings: batch.warnings,
+        },
+        writes,
+        report: None,
+        samples: applied.samples,
+    })
+}
+
+/// Discards a held batch.
+pub fn reject(store: &dyn Store, batch_id: &str) -> Result<Batch, SyncError> {
+    let mut batch = held(store, batch_id)?;
+    batch.status = BatchStatus::Rejected;
+    batch.updated_at = now();
+    store.put_batch(&batch)?;
+    Ok(batch)
+}
+
+fn held(store: &dyn Store, batch_id: &str) -> Result<Batch, SyncError> {
+    let batch = store
+        .get_batch(batch_id)?
+        .ok_or_else(|| SyncError::UnknownBatch(batch_id.to_string()))?;
+    if batch.status != BatchStatus::Held {
+        return Err(SyncError::NotHeld {
+            id: batch.id,
+            status: batch.status.as_str(),
+        });
+    }
+    Ok(batch)
+}
+
+/// Restores every record an applied batch changed to its state before the batch. Refuses when a later batch
+/// or a manual edit changed the same records, unless `force`.
+pub fn rollback(
+    store: &dyn Store,
+    batch_id: &str,
+    force: bool,
+    opts: &SyncOptions,
+) -> Result<Batch, SyncError> {
+    let mut batch = store
+        .get_batch(batch_id)?
+        .ok_or_else(|| SyncError::UnknownBatch(batch_id.to_string()))?;
+    if batch.status != BatchStatus::Applied {
+        return Err(SyncError::NotApplied {
+            id: batch.id,
+            status: batch.status.as_str(),
+        });
+    }
+    let _lease = Lease::take(store, &batch.tenant, &batch.id, opts)?;
+    let items: Vec<UndoItem> = store.undo_items(&batch.tenant, &batch.id)?;
+    let mut conflicts = Vec::new();
+    for item in &items {
+        let current = store.get_record(&batch.tenant, item.entity, &item.sourced_id)?;
+        let last_writer = current.as_ref().and_then(|r| r.batch.as_deref());
+        if current.is_some() && last_writer != Some(batch.id.as_str()) {
+            conflicts.push(format!("{} {}", item.entity, item.sourced_id));
+        }
+    }
+    if !conflicts.is_empty() && !force {
+        return Err(SyncError::RollbackConflict {
+            id: batch.id,
+            count: conflicts.len(),
+            examples: conflicts
+                .iter()
+                .take(3)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    batch.status = BatchStatus::RolledBack;
+    batch.updated_at = now();
+    store.restore(&batch.tenant, &items, &batch)?;
+    Ok(batch)
+}

@@ -1,0 +1,757 @@
+//! Sync on the embedded store, as a district and its ops team meet it: first load, resyncs, bulk and delta
+//! semantics, filters, manual work under both policies, the guard, approval, rollback, duplicates and
+//! concurrency. Every test states exact counts and exact stored state.
+
+use rollcall::edit;
+use rollcall::model::{
+    BatchStatus, Counts, Entity, Filters, Policy, Provenance, Tenant, Threshold,
+};
+use rollcall::store::sqlite::SqliteStore;
+use rollcall::store::{LeaseStore, RecordRead, TenantStore};
+use rollcall::sync::{
+    SyncError, SyncOptions, SyncOutcome, SyncStatus, approve, reject, rollback, sync,
+};
+use rollcall::{NoProgress, store::BatchStore};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+fn base() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/base")
+}
+
+/// A workspace: a database file, a folder for kept bundles, and bundles made from the base fixture.
+struct World {
+    dir: tempfile::TempDir,
+    store: SqliteStore,
+    bundles: usize,
+}
+
+impl World {
+    fn new(tenant: Tenant) -> World {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(&dir.path().join("roster.db")).expect("store");
+        store.put_tenant(&tenant).expect("tenant");
+        World {
+            dir,
+            store,
+            bundles: 0,
+        }
+    }
+
+    fn options(&self) -> SyncOptions {
+        let mut opts = SyncOptions::new(self.dir.path().join("bundles"));
+        opts.wait = Duration::from_secs(30);
+        opts
+    }
+
+    /// A copy of the base bundle with text edits: (file, from, to); an empty `to` with `from` a whole line
+    /// removes it.
+    fn bundle(&mut self, edits: &[(&str, &str, &str)]) -> PathBuf {
+        self.bundles += 1;
+        let path = self.dir.path().join(format!("bundle-{}", self.bundles));
+        fs::create_dir_all(&path).expect("mkdir");
+        for entry in fs::read_dir(base()).expect("base") {
+            let from = entry.expect("entry").path();
+            fs::copy(&from, path.join(from.file_name().expect("name"))).expect("copy");
+        }
+        for (file, from, to) in edits {
+            let p = path.join(file);
+            let text = fs::read_to_string(&p).expect("read");
+            assert!(text.contains(from), "{file} has no {from:?}");
+            fs::write(&p, text.replacen(from, to, 1)).expect("write");
+        }
+        path
+    }
+
+    fn sync(&self, bundle: &Path) -> SyncOutcome {
+        sync(&self.store, "d1", bundle, &self.options(), &NoProgress).expect("sync")
+    }
+
+    fn record(&self, entity: Entity, id: &str) -> rollcall::model::Record {
+        self.store
+            .get_record("d1", entity, id)
+            .expect("read")
+            .expect("record exists")
+    }
+
+    fn active(&self, entity: Entity) -> Vec<String> {
+        self.store
+            .list_records("d1", entity)
+            .expect("list")
+            .into_iter()
+            .filter(|r| r.active)
+            .map(|r| r.sourced_id)
+            .collect()
+    }
+}
+
+fn counts(outcome: &SyncOutcome, entity: Entity) -> Counts {
+    outcome.counts.get(&entity).copied().unwrap_or_default()
+}
+
+fn c(
+    create: u64,
+    update: u64,
+    archive: u64,
+    restore: u64,
+    unchanged: u64,
+    kept_manual: u64,
+    out_of_scope: u64,
+) -> Counts {
+    Counts {
+        create,
+        update,
+        archive,
+        restore,
+        unchanged,
+        kept_manual,
+        out_of_scope,
+    }
+}
+
+fn tenant() -> Tenant {
+    Tenant::new("d1")
+}
+
+/// A second export of the same roster: only the manifest's source name differs, so it is a new batch.
+const SAME_ROSTER: (&str, &str, &str) = ("manifest.csv", "Example SIS", "Example SIS v2");
+
+#[test]
+fn first_load_creates_everything_with_sis_provenance() {
+    let mut w = World::new(tenant());
+    let b = w.bundle(&[]);
+    let out = w.sync(&b);
+    assert_eq!(out.status, SyncStatus::Applied);
+    assert_eq!(counts(&out, Entity::Orgs), c(3, 0, 0, 0, 0, 0, 0));
+    assert_eq!(
+        counts(&out, Entity::AcademicSessions),
+        c(3, 0, 0, 0, 0, 0, 0)
+    );
+    assert_eq!(counts(&out, Entity::Courses), c(2, 0, 0, 0, 0, 0, 0));
+    assert_eq!(counts(&out, Entity::Classes), c(2, 0, 0, 0, 0, 0, 0));
+    assert_eq!(counts(&out, Entity::Users), c(5, 0, 0, 0, 0, 0, 0));
+    assert_eq!(counts(&out, Entity::Demographics), c(2, 0, 0, 0, 0, 0, 0));
+    assert_eq!(counts(&out, Entity::Enrollments), c(4, 0, 0, 0, 0, 0, 0));
+    assert_eq!(out.writes, 21);
+    assert_eq!(w.store.records_written(), 21);
+    let user = w.record(Entity::Users, "stu-1");
+    assert_eq!(user.fields["givenName"], "Cara");
+    assert_eq!(user.fields["orgSourcedIds"], "sch-1");
+    assert!(!user.fields.contains_key("status"));
+    assert_eq!(
+        user.provenance["givenName"],
+        Provenance::Sis {
+            batch: out.batch.clone()
+        }
+    );
+    assert_eq!(user.created_batch.as_deref(), Some(out.batch.as_str()));
+    let batch = w.store.get_batch(&out.batch).expect("read").expect("batch");
+    assert_eq!(batch.status, BatchStatus::Applied);
+    assert_eq!(batch.tenant, "d1");
+    assert_eq!(
+        w.store.find_by_username("d1", "cara.kim").expect("find")[0].sourced_id,
+        "stu-1"
+    );
+    assert_eq!(
+        w.store
+            .find_by_user_id("d1", "ClassLink", "4512")
+            .expect("find")[0]
+            .sourced_id,
+        "tch-2"
+    );
+}
+
+#[test]
+fn an_identical_resync_writes_nothing() {
+    let mut w = World::new(tenant());
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    let before = w.store.records_written();
+    let again = w.bundle(&[SAME_ROSTER]);
+    let out = w.sync(&again);
+    assert_eq!(out.status, SyncStatus::Applied);
+    assert_eq!(counts(&out, Entity::Users), c(0, 0, 0, 0, 5, 0, 0));
+    assert_eq!(counts(&out, Entity::Enrollments), c(0, 0, 0, 0, 4, 0, 0));
+    assert_eq!(out.writes, 0);
+    assert_eq!(w.store.records_written(), before, "no record was written");
+}
+
+#[test]
+fn one_changed_field_is_one_update_with_new_provenance_for_that_field_only() {
+    let mut w = World::new(tenant());
+    let first_bundle = w.bundle(&[]);
+    let first = w.sync(&first_bundle);
+    let changed = w.bundle(&[("users.csv", "Dev,Patel", "Devin,Patel")]);
+    let out = w.sync(&changed);
+    assert_eq!(counts(&out, Entity::Users), c(0, 1, 0, 0, 4, 0, 0));
+    assert_eq!(out.writes, 1);
+    let user = w.record(Entity::Users, "stu-2");
+    assert_eq!(user.fields["givenName"], "Devin");
+    assert_eq!(
+        user.provenance["givenName"],
+        Provenance::Sis {
+            batch: out.batch.clone()
+        }
+    );
+    assert_eq!(
+        user.provenance["familyName"],
+        Provenance::Sis {
+            batch: first.batch.clone()
+        }
+    );
+    assert_eq!(user.batch.as_deref(), Some(out.batch.as_str()));
+}
+
+#[test]
+fn a_record_left_out_of_a_bulk_file_is_archived_and_restored_when_it_returns() {
+    let mut t = tenant();
+    t.threshold = Threshold {
+        archive: 0.5,
+        update: 0.75,
+    };
+    let mut w = World::new(t);
+    let full = w.bundle(&[]);
+    w.sync(&full);
+    let without = w.bundle(&[
+        (
+            "users.csv",
+            "stu-2,,,true,sch-2,student,dev.patel,{SIS:1002},Dev,Patel,,1002,,,,,09,\n",
+            "",
+        ),
+        (
+            "demographics.csv",
+            "stu-2,,,2011-11-20,male,false,false,false,false,true,false,true,US,CA,Modesto,01652\n",
+            "",
+        ),
+        (
+            "enrollments.csv",
+            "enr-4,,,cls-2,sch-2,stu-2,student,false,,\n",
+            "",
+        ),
+    ]);
+    let out = w.sync(&without);
+    assert_eq!(out.status, SyncStatus::Applied);
+    assert_eq!(counts(&out, Entity::Users), c(0, 0, 1, 0, 4, 0, 0));
+    assert_eq!(counts(&out, Entity::Demographics), c(0, 0, 1, 0, 1, 0, 0));
+    assert_eq!(counts(&out, Entity::Enrollments), c(0, 0, 1, 0, 3, 0, 0));
+    let archived = w.record(Entity::Users, "stu-2");
+    assert!(!archived.active);
+    assert_eq!(archived.archived_by, Some(rollcall::model::Origin::Sis));
+    assert_eq!(
+        archived.fields["givenName"], "Dev",
+        "archiving keeps the record, never deletes it"
+    );
+
+    let back = w.bundle(&[SAME_ROSTER]);
+    let out = w.sync(&back);
+    assert_eq!(counts(&out, Entity::Users), c(0, 0, 0, 1, 4, 0, 0));
+    assert_eq!(counts(&out, Entity::Enrollments), c(0, 0, 0, 1, 3, 0, 0));
+    assert!(w.record(Entity::Users, "stu-2").active);
+    assert_eq!(w.record(Entity::Users, "stu-2").archived_by, None);
+}
+
+#[test]
+fn a_delta_tobedeleted_archives_and_leaves_unlisted_records_alone() {
+    let mut t = tenant();
+    t.threshold = Threshold {
+        archive: 0.5,
+        update: 0.75,
+    };
+    let mut w = World::new(t);
+    let full = w.bundle(&[]);
+    w.sync(&full);
+    let header = fs::read_to_string(base().join("users.csv")).expect("users");
+    let header = header.lines().next().expect("header");
+    let delta = w.bundle(&[("manifest.csv", "file.users,bulk", "file.users,delta")]);
+    fs::write(
+        delta.join("users.csv"),
+        format!("{header}\nstu-2,tobedeleted,2026-11-20T08:15:00.000Z,,,,,,,,,,,,,,,\n"),
+    )
+    .expect("write");
+    // Demographics and enrollments still mention stu-2: keep them out of this bundle.
+    for name in ["demographics.csv", "enrollments.csv"] {
+        fs::remove_file(delta.join(name)).expect("remove");
+    }
+    let manifest = fs::read_to_string(delta.join("manifest.csv")).expect("manifest");
+    let manifest = manifest
+        .replace("file.demographics,bulk", "file.demographics,absent")
+        .replace("file.enrollments,bulk", "file.enrollments,absent");
+    fs::write(delta.join("manifest.csv"), manifest).expect("write");
+    let out = w.sync(&delta);
+    assert_eq!(out.status, SyncStatus::Applied, "{:?}", out.held_reasons);
+    assert_eq!(counts(&out, Entity::Users), c(0, 0, 1, 0, 0, 0, 0));
+    assert_eq!(counts(&out, Entity::Enrollments), c(0, 0, 0, 0, 0, 0, 0));
+    assert_eq!(
+        w.active(Entity::Users),
+        ["par-1", "stu-1", "tch-1", "tch-2"]
+    );
+    assert_eq!(
+        w.active(Entity::Enrollments).len(),
+        4,
+        "a delta leaves unlisted records alone"
+    );
+}
+
+#[test]
+fn filters_keep_out_what_the_tenant_does_not_take() {
+    let mut t = tenant();
+    t.filters = Filters {
+        schools: vec!["0600002".into()],
+        roles: vec![],
+        grades: vec![],
+    };
+    let mut w = World::new(t);
+    let b = w.bundle(&[]);
+    let out = w.sync(&b);
+    assert_eq!(counts(&out, Entity::Orgs), c(2, 0, 0, 0, 0, 0, 1));
+    assert_eq!(counts(&out, Entity::Courses), c(1, 0, 0, 0, 0, 0, 1));
+    assert_eq!(counts(&out, Entity::Classes), c(1, 0, 0, 0, 0, 0, 1));
+    assert_eq!(counts(&out, Entity::Users), c(4, 0, 0, 0, 0, 0, 1));
+    assert_eq!(counts(&out, Entity::Demographics), c(1, 0, 0, 0, 0, 0, 1));
+    assert_eq!(counts(&out, Entity::Enrollments), c(2, 0, 0, 0, 0, 0, 2));
+    assert_eq!(
+        w.active(Entity::Users),
+        ["par-1", "stu-1", "tch-1", "tch-2"]
+    );
+
+    let mut roles = tenant();
+    roles.id = "d2".into();
+    roles.filters.roles = vec!["student".into()];
+    w.store.put_tenant(&roles).expect("tenant");
+    let out = sync(&w.store, "d2", &b, &w.options(), &NoProgress).expect("sync");
+    assert_eq!(counts(&out, Entity::Users), c(2, 0, 0, 0, 0, 0, 3));
+    assert_eq!(counts(&out, Entity::Enrollments), c(2, 0, 0, 0, 0, 0, 2));
+}
+
+#[test]
+fn preserve_manual_keeps_a_manual_edit_and_records_the_sis_value_beside_it() {
+    let mut w = World::new(tenant());
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    edit::edit(
+        &w.store,
+        "d1",
+        Entity::Users,
+        "stu-1",
+        &[("givenName".into(), "Carita".into())],
+        "alice",
+    )
+    .expect("edit");
+    let changed = w.bundle(&[("users.csv", "Cara,Kim", "Carla,Kim")]);
+    let out = w.sync(&changed);
+    assert_eq!(counts(&out, Entity::Users), c(0, 0, 0, 0, 4, 1, 0));
+    let user = w.record(Entity::Users, "stu-1");
+    assert_eq!(user.fields["givenName"], "Carita");
+    assert_eq!(user.sis_fields["givenName"], "Carla");
+    assert!(
+        matches!(&user.provenance["givenName"], Provenance::Manual { by, .. } if by == "alice")
+    );
+}
+
+#[test]
+fn sis_wins_overwrites_a_manual_edit() {
+    let mut t = tenant();
+    t.policy = Policy::SisWins;
+    let mut w = World::new(t);
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    edit::edit(
+        &w.store,
+        "d1",
+        Entity::Users,
+        "stu-1",
+        &[("givenName".into(), "Carita".into())],
+        "alice",
+    )
+    .expect("edit");
+    let changed = w.bundle(&[("users.csv", "Cara,Kim", "Carla,Kim")]);
+    let out = w.sync(&changed);
+    assert_eq!(counts(&out, Entity::Users), c(0, 1, 0, 0, 4, 0, 0));
+    let user = w.record(Entity::Users, "stu-1");
+    assert_eq!(user.fields["givenName"], "Carla");
+    assert_eq!(
+        user.provenance["givenName"],
+        Provenance::Sis {
+            batch: out.batch.clone()
+        }
+    );
+}
+
+#[test]
+fn a_manual_archive_holds_under_preserve_manual_and_is_undone_under_sis_wins() {
+    for (policy, expected, active_after) in [
+        (Policy::PreserveManual, c(0, 0, 0, 0, 4, 1, 0), false),
+        (Policy::SisWins, c(0, 0, 0, 1, 4, 0, 0), true),
+    ] {
+        let mut t = tenant();
+        t.policy = policy;
+        let mut w = World::new(t);
+        let first = w.bundle(&[]);
+        w.sync(&first);
+        edit::archive(&w.store, "d1", Entity::Users, "stu-2").expect("archive");
+        let again = w.bundle(&[SAME_ROSTER]);
+        let out = w.sync(&again);
+        assert_eq!(counts(&out, Entity::Users), expected, "{policy:?}");
+        assert_eq!(
+            w.record(Entity::Users, "stu-2").active,
+            active_after,
+            "{policy:?}"
+        );
+    }
+}
+
+#[test]
+fn a_record_created_by_hand_is_left_alone_by_bulk_syncs_under_both_policies() {
+    for policy in [Policy::PreserveManual, Policy::SisWins] {
+        let mut t = tenant();
+        t.policy = policy;
+        let mut w = World::new(t);
+        let first = w.bundle(&[]);
+        w.sync(&first);
+        edit::create(
+            &w.store,
+            "d1",
+            Entity::Users,
+            "tutor-1",
+            &[
+                ("role".into(), "aide".into()),
+                ("givenName".into(), "Tia".into()),
+            ],
+            "support",
+        )
+        .expect("create");
+        let again = w.bundle(&[SAME_ROSTER]);
+        let out = w.sync(&again);
+        assert_eq!(
+            counts(&out, Entity::Users),
+            c(0, 0, 0, 0, 5, 0, 0),
+            "{policy:?}"
+        );
+        let tutor = w.record(Entity::Users, "tutor-1");
+        assert!(tutor.active, "{policy:?}");
+        assert_eq!(tutor.origin, rollcall::model::Origin::Manual);
+    }
+}
+
+#[test]
+fn a_primary_administrator_flag_survives_syncs_under_both_policies() {
+    for policy in [Policy::PreserveManual, Policy::SisWins] {
+        let mut t = tenant();
+        t.policy = policy;
+        let mut w = World::new(t);
+        let first = w.bundle(&[]);
+        w.sync(&first);
+        edit::edit(
+            &w.store,
+            "d1",
+            Entity::Users,
+            "tch-1",
+            &[("primaryAdministrator".into(), "true".into())],
+            "support",
+        )
+        .expect("edit");
+        let changed = w.bundle(&[("users.csv", "Ana,Lopez", "Anna,Lopez")]);
+        let out = w.sync(&changed);
+        assert_eq!(
+            counts(&out, Entity::Users),
+            c(0, 1, 0, 0, 4, 0, 0),
+            "{policy:?}"
+        );
+        let teacher = w.record(Entity::Users, "tch-1");
+        assert_eq!(teacher.fields["givenName"], "Anna", "{policy:?}");
+        assert_eq!(teacher.fields["primaryAdministrator"], "true", "{policy:?}");
+    }
+}
+
+/// A broken export: every enrollment but one is gone.
+fn broken_export(w: &mut World) -> PathBuf {
+    w.bundle(&[
+        (
+            "enrollments.csv",
+            "enr-2,,,cls-1,sch-1,stu-1,student,false,,\n",
+            "",
+        ),
+        (
+            "enrollments.csv",
+            "enr-3,,,cls-2,sch-2,tch-2,teacher,true,,\n",
+            "",
+        ),
+        (
+            "enrollments.csv",
+            "enr-4,,,cls-2,sch-2,stu-2,student,false,,\n",
+            "",
+        ),
+    ])
+}
+
+#[test]
+fn the_guard_holds_a_broken_export_and_approval_applies_it() {
+    let mut w = World::new(tenant());
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    let broken = broken_export(&mut w);
+    let out = w.sync(&broken);
+    assert_eq!(out.status, SyncStatus::Held);
+    assert_eq!(
+        out.held_reasons,
+        ["enrollments: 3 of 4 active records (75.0%) would be archived; the threshold is 10%"]
+    );
+    assert_eq!(
+        w.active(Entity::Enrollments).len(),
+        4,
+        "nothing applied while held"
+    );
+    assert_eq!(
+        w.store
+            .get_batch(&out.batch)
+            .expect("read")
+            .expect("batch")
+            .status,
+        BatchStatus::Held
+    );
+
+    let applied = approve(&w.store, &out.batch, &w.options()).expect("approve");
+    assert_eq!(applied.status, SyncStatus::Applied);
+    assert_eq!(
+        counts(&applied, Entity::Enrollments),
+        c(0, 0, 3, 0, 1, 0, 0)
+    );
+    assert_eq!(w.active(Entity::Enrollments), ["enr-1"]);
+    assert_eq!(
+        w.store
+            .get_batch(&out.batch)
+            .expect("read")
+            .expect("batch")
+            .status,
+        BatchStatus::Applied
+    );
+}
+
+#[test]
+fn a_rejected_held_batch_changes_nothing_and_cannot_be_approved_later() {
+    let mut w = World::new(tenant());
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    let broken = broken_export(&mut w);
+    let out = w.sync(&broken);
+    let rejected = reject(&w.store, &out.batch).expect("reject");
+    assert_eq!(rejected.status, BatchStatus::Rejected);
+    assert_eq!(w.active(Entity::Enrollments).len(), 4);
+    let err = approve(&w.store, &out.batch, &w.options()).expect_err("not held");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "batch {} is rejected; only a held batch can be approved or rejected",
+            out.batch
+        )
+    );
+}
+
+#[test]
+fn the_first_sync_of_a_tenant_is_not_guarded() {
+    let mut w = World::new(tenant());
+    let broken = broken_export(&mut w);
+    let out = w.sync(&broken);
+    assert_eq!(out.status, SyncStatus::Applied);
+}
+
+#[test]
+fn rollback_restores_exactly_what_was_there_and_refuses_after_later_changes() {
+    let mut t = tenant();
+    t.threshold = Threshold {
+        archive: 1.0,
+        update: 1.0,
+    };
+    let mut w = World::new(t);
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    let before: Vec<_> = w.store.list_records("d1", Entity::Users).expect("list");
+    let changed = w.bundle(&[
+        ("users.csv", "Dev,Patel", "Devin,Patel"),
+        (
+            "users.csv",
+            "par-1,,,true,sch-1,parent,eve.kim,,Eve,Kim,,,eve.kim@example.com,,555-0100,stu-1,,\n",
+            "",
+        ),
+        ("users.csv", ",par-1,03,", ",,03,"),
+        (
+            "users.csv",
+            "stu-1,,,true",
+            "stu-1b,,,true,sch-1,student,new.kid,,New,Kid,,,,,,,03,\nstu-1,,,true",
+        ),
+    ]);
+    let out = w.sync(&changed);
+    assert_eq!(counts(&out, Entity::Users), c(1, 2, 1, 0, 2, 0, 0));
+    let batch = rollback(&w.store, &out.batch, false, &w.options()).expect("rollback");
+    assert_eq!(batch.status, BatchStatus::RolledBack);
+    assert_eq!(
+        w.store.list_records("d1", Entity::Users).expect("list"),
+        before
+    );
+
+    // Apply it again, then change one of its records by hand: the rollback now refuses.
+    let again = w.bundle(&[
+        ("users.csv", "Dev,Patel", "Devin,Patel"),
+        ("manifest.csv", "Example SIS", "Example SIS again"),
+    ]);
+    let out = w.sync(&again);
+    edit::edit(
+        &w.store,
+        "d1",
+        Entity::Users,
+        "stu-2",
+        &[("middleName".into(), "R".into())],
+        "alice",
+    )
+    .expect("edit");
+    let err = rollback(&w.store, &out.batch, false, &w.options()).expect_err("conflict");
+    assert!(
+        matches!(err, SyncError::RollbackConflict { count: 1, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("users stu-2"), "{err}");
+    rollback(&w.store, &out.batch, true, &w.options()).expect("forced rollback");
+    assert_eq!(w.record(Entity::Users, "stu-2").fields["givenName"], "Dev");
+}
+
+#[test]
+fn the_same_bundle_twice_is_applied_once() {
+    let mut w = World::new(tenant());
+    let b = w.bundle(&[]);
+    let first = w.sync(&b);
+    let written = w.store.records_written();
+    let second = w.sync(&b);
+    assert_eq!(second.status, SyncStatus::AlreadyApplied);
+    assert_eq!(second.batch, first.batch);
+    assert_eq!(
+        counts(&second, Entity::Users),
+        counts(&first, Entity::Users)
+    );
+    assert_eq!(w.store.records_written(), written);
+    assert_eq!(w.store.list_batches("d1").expect("list").len(), 1);
+}
+
+#[test]
+fn an_invalid_bundle_is_rejected_and_changes_nothing() {
+    let mut w = World::new(tenant());
+    let b = w.bundle(&[("classes.csv", ",scheduled,", ",Scheduled,")]);
+    let out = w.sync(&b);
+    assert_eq!(out.status, SyncStatus::Rejected);
+    assert_eq!(out.findings.errors, 1);
+    assert_eq!(w.store.records_written(), 0);
+    assert_eq!(
+        w.store
+            .get_batch(&out.batch)
+            .expect("read")
+            .expect("batch")
+            .status,
+        BatchStatus::Rejected
+    );
+}
+
+#[test]
+fn an_unknown_tenant_is_refused_with_the_command_that_adds_it() {
+    let w = World::new(tenant());
+    let err = sync(&w.store, "nope", &base(), &w.options(), &NoProgress).expect_err("unknown");
+    assert_eq!(
+        err.to_string(),
+        "there is no tenant \"nope\"; add it first with `rollcall tenant add nope`"
+    );
+}
+
+#[test]
+fn batch_ids_differ_across_tenants_for_the_same_bundle() {
+    let w = World::new(tenant());
+    let mut other = tenant();
+    other.id = "d2".into();
+    w.store.put_tenant(&other).expect("tenant");
+    let a = sync(&w.store, "d1", &base(), &w.options(), &NoProgress).expect("sync");
+    let b = sync(&w.store, "d2", &base(), &w.options(), &NoProgress).expect("sync");
+    assert_ne!(a.batch, b.batch);
+    assert_eq!(b.status, SyncStatus::Applied);
+}
+
+#[test]
+fn a_sync_waits_for_the_tenant_lease_and_gives_up_with_a_clear_message() {
+    let mut w = World::new(tenant());
+    let b = w.bundle(&[]);
+    assert_eq!(
+        w.store.acquire("d1", "someone else", 600).expect("lease"),
+        None
+    );
+    let mut opts = w.options();
+    opts.wait = Duration::from_millis(300);
+    let err = sync(&w.store, "d1", &b, &opts, &NoProgress).expect_err("busy");
+    assert!(
+        matches!(err, SyncError::Busy { ref holder, .. } if holder == "someone else"),
+        "{err}"
+    );
+    assert_eq!(w.store.records_written(), 0);
+    w.store.release("d1", "someone else").expect("release");
+    assert_eq!(w.sync(&b).status, SyncStatus::Applied);
+}
+
+#[test]
+fn concurrent_syncs_of_one_tenant_run_one_after_the_other() {
+    let mut w = World::new(tenant());
+    let a = w.bundle(&[("users.csv", "Dev,Patel", "Devin,Patel")]);
+    let b = w.bundle(&[("users.csv", "Cara,Kim", "Carla,Kim")]);
+    let db = w.dir.path().join("roster.db");
+    let opts = w.options();
+    let outcomes: Vec<SyncOutcome> = std::thread::scope(|s| {
+        let handles: Vec<_> = [a, b]
+            .into_iter()
+            .map(|bundle| {
+                let (db, opts) = (db.clone(), opts.clone());
+                s.spawn(move || {
+                    let store = SqliteStore::open(&db).expect("own connection");
+                    sync(&store, "d1", &bundle, &opts, &NoProgress).expect("sync")
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    assert!(outcomes.iter().all(|o| o.status == SyncStatus::Applied));
+    // Whichever ran second saw the first one's records: one created everything, the other updated one user.
+    let mut creates: Vec<u64> = outcomes
+        .iter()
+        .map(|o| counts(o, Entity::Users).create)
+        .collect();
+    creates.sort();
+    assert_eq!(creates, [0, 5]);
+    let batches = w.store.list_batches("d1").expect("list");
+    assert_eq!(batches.len(), 2);
+    assert!(batches.iter().all(|b| b.status == BatchStatus::Applied));
+    let last = &batches[1];
+    let expected_name = if last.id == outcomes[0].batch {
+        ("stu-2", "Devin")
+    } else {
+        ("stu-1", "Carla")
+    };
+    assert_eq!(
+        w.record(Entity::Users, expected_name.0).fields["givenName"],
+        expected_name.1
+    );
+    assert_eq!(
+        w.store.acquire("d1", "probe", 1).expect("lease"),
+        None,
+        "leases were released"
+    );
+}
+
+#[test]
+fn a_dry_run_plans_and_changes_nothing() {
+    let mut w = World::new(tenant());
+    let b = w.bundle(&[]);
+    let mut opts = w.options();
+    opts.dry_run = true;
+    let out = sync(&w.store, "d1", &b, &opts, &NoProgress).expect("dry run");
+    assert_eq!(out.status, SyncStatus::Planned);
+    assert_eq!(counts(&out, Entity::Users), c(5, 0, 0, 0, 0, 0, 0));
+    assert_eq!(w.store.records_written(), 0);
+    assert!(w.store.list_batches("d1").expect("list").is_empty());
+}

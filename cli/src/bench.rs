@@ -17,6 +17,16 @@ pub struct BenchArgs {
 
 #[derive(Subcommand)]
 enum BenchWhat {
+    /// First sync of a generated district into a fresh database, a no-op resync, and a resync with 1 % of
+    /// users changed: wall time, rows written, peak memory.
+    Sync {
+        /// District size in users (about 7 enrollments per student).
+        #[arg(long, default_value_t = 1_000_000)]
+        users: u64,
+        /// Folder for the generated district (reused when it is already there).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Validate a generated district and compare with a raw CSV scan.
     Validate {
         /// District size in users (about 7 enrollments per student).
@@ -28,10 +38,150 @@ enum BenchWhat {
     },
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &BenchArgs, _db: &crate::roster::DbArgs) -> anyhow::Result<()> {
     match &args.what {
         BenchWhat::Validate { users, data } => bench_validate(*users, data.as_deref()),
+        BenchWhat::Sync { users, data } => bench_sync(*users, data.as_deref()),
     }
+}
+
+/// The generated district for a size, made once and reused.
+fn district(users: u64, data: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let dir = data
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(format!("target/bench/district-{users}")));
+    if !dir.join("manifest.csv").exists() {
+        let started = Instant::now();
+        let opts = GenOptions {
+            users,
+            ..GenOptions::default()
+        };
+        let summary =
+            generate(&opts, &dir, OutputFormat::Folder).context("generating the district")?;
+        println!(
+            "generated {} users, {} enrollments ({:.0} MB) in {:.1}s",
+            summary.users(),
+            summary.enrollments,
+            summary.bytes as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+    }
+    Ok(dir)
+}
+
+/// A bundle that shares the district's files (linked, not copied) but for the ones given.
+fn variant(district: &Path, dir: &Path, replaced: &[(&str, String)]) -> anyhow::Result<PathBuf> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    std::fs::create_dir_all(dir)?;
+    for path in csv_files(district)? {
+        let name = path
+            .file_name()
+            .context("file name")?
+            .to_string_lossy()
+            .into_owned();
+        match replaced.iter().find(|(n, _)| *n == name) {
+            Some((_, text)) => std::fs::write(dir.join(&name), text)?,
+            None => std::fs::hard_link(&path, dir.join(&name))
+                .or_else(|_| std::fs::copy(&path, dir.join(&name)).map(|_| ()))?,
+        }
+    }
+    Ok(dir.to_path_buf())
+}
+
+fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
+    use rollcall::model::Tenant;
+    use rollcall::store::sqlite::SqliteStore;
+    use rollcall::store::{RecordRead, TenantStore};
+    use rollcall::sync::{SyncOptions, SyncStatus, sync};
+
+    let dir = district(users, data)?;
+    let work = PathBuf::from(format!("target/bench/sync-{users}"));
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let store = SqliteStore::open(&work.join("rollcall.db"))?;
+    store.put_tenant(&Tenant::new("bench"))?;
+    let opts = SyncOptions::new(work.join("bundles"));
+
+    let manifest = std::fs::read_to_string(dir.join("manifest.csv"))?;
+    let again = variant(
+        &dir,
+        &work.join("again"),
+        &[(
+            "manifest.csv",
+            manifest.replace("rollcall gen", "rollcall gen again"),
+        )],
+    )?;
+    let users_csv = std::fs::read_to_string(dir.join("users.csv"))?;
+    let mut changed = 0u64;
+    let total = users_csv.lines().count().saturating_sub(1) as u64;
+    let every = 100;
+    let users_changed: Vec<String> = users_csv
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i > 0 && i % every == 0 {
+                changed += 1;
+                let mut fields: Vec<&str> = line.split(',').collect();
+                let renamed = format!("{}x", fields.get(8).copied().unwrap_or(""));
+                if let Some(f) = fields.get_mut(8) {
+                    *f = renamed.as_str();
+                }
+                return fields.join(",");
+            }
+            line.to_string()
+        })
+        .collect();
+    let one_percent = variant(
+        &dir,
+        &work.join("one-percent"),
+        &[
+            (
+                "manifest.csv",
+                manifest.replace("rollcall gen", "rollcall gen 1%"),
+            ),
+            ("users.csv", users_changed.join("\n") + "\n"),
+        ],
+    )?;
+
+    println!(
+        "{:<26} {:>9} {:>14} {:>14} {:>10}",
+        "run", "seconds", "rows written", "peak RSS (MB)", "status"
+    );
+    let mut first_secs = 0.0;
+    for (label, bundle) in [
+        ("first sync", &dir),
+        ("no-op resync", &again),
+        ("1% of users changed", &one_percent),
+    ] {
+        reset_peak_rss();
+        let before = store.records_written();
+        let started = Instant::now();
+        let outcome = sync(&store, "bench", bundle, &opts, &NoProgress)?;
+        let secs = started.elapsed().as_secs_f64();
+        let written = store.records_written() - before;
+        if label == "first sync" {
+            first_secs = secs;
+        }
+        anyhow::ensure!(
+            outcome.status == SyncStatus::Applied,
+            "{label}: {}",
+            outcome.status.as_str()
+        );
+        println!(
+            "{label:<26} {secs:>9.2} {written:>14} {:>14} {:>10}",
+            fmt_mb(peak_rss_mb()),
+            outcome.status.as_str()
+        );
+        if label == "no-op resync" {
+            println!("{:<26} {:>9.2}", "  no-op / first", secs / first_secs);
+        }
+    }
+    println!("users changed in the 1% run: {changed} of {total}");
+    Ok(())
 }
 
 fn bench_validate(users: u64, data: Option<&Path>) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 mod bench;
 mod demo;
 mod progress;
+mod roster;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -23,6 +24,8 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    db: roster::DbArgs,
 }
 
 #[derive(Subcommand)]
@@ -38,18 +41,68 @@ Exit codes: 0 valid (warnings allowed), 1 invalid, 2 the input could not be read
         after_help = "Examples:\n  rollcall gen --users 2000 --out demo.zip\n  rollcall gen --users 1000000 --out district --format dir"
     )]
     Gen(GenArgs),
-    /// Show rollcall at work: generate a demo district, validate it, then validate a copy broken the ways real exports break.
-    #[command(after_help = "Example:\n  rollcall demo --users 5000")]
+    /// Show rollcall at work: a generated district through the whole local pipeline (sync, changes, a manual edit, a broken export held).
+    #[command(after_help = "Example:\n  rollcall demo --users 5000 --keep demo-out")]
     Demo(demo::DemoArgs),
-    /// Measure rollcall against a raw CSV scan on a generated district (build with --release for real figures).
+    /// Measure rollcall on a generated district (build with --release for real figures).
     #[command(
-        after_help = "Example:\n  cargo run --release -p rollcall-cli -- bench validate --users 1000000"
+        after_help = "Examples:\n  cargo run --release -p rollcall-cli -- bench validate --users 1000000\n  cargo run --release -p rollcall-cli -- bench sync --users 1000000"
     )]
     Bench(bench::BenchArgs),
+    /// Add, change and list tenants (districts).
+    #[command(
+        subcommand,
+        after_help = "Example:\n  rollcall tenant add maple --name \"Maple Valley USD\""
+    )]
+    Tenant(roster::TenantCommand),
+    /// Validate, plan, guard and apply a bundle to a tenant's roster.
+    #[command(
+        after_help = "Examples:\n  rollcall sync roster.zip --tenant maple\n  rollcall sync roster.zip --tenant maple --dry-run --format json\n\n\
+Exit codes: 0 applied, planned (dry run) or already applied; 1 rejected (invalid bundle); 2 could not run; 3 held for approval."
+    )]
+    Sync(roster::SyncArgs),
+    /// Apply a batch the guard held.
+    #[command(after_help = "Example:\n  rollcall approve b3f2...")]
+    Approve(roster::BatchArgs),
+    /// Discard a batch the guard held.
+    #[command(after_help = "Example:\n  rollcall reject b3f2...")]
+    Reject(roster::BatchArgs),
+    /// Undo an applied batch, restoring every record it changed.
+    #[command(after_help = "Example:\n  rollcall rollback b3f2...")]
+    Rollback(roster::RollbackArgs),
+    /// Set fields of a record by hand (kept across syncs according to the tenant's policy).
+    #[command(
+        after_help = "Example:\n  rollcall edit --tenant maple users stu-0000042 --set givenName=Ana --set primaryAdministrator=true"
+    )]
+    Edit(roster::EditArgs),
+    /// Create a record by hand.
+    #[command(
+        after_help = "Example:\n  rollcall create --tenant maple users tutor-1 --set role=aide --set givenName=Tia --set familyName=Ng"
+    )]
+    Create(roster::EditArgs),
+    /// Archive a record by hand.
+    #[command(after_help = "Example:\n  rollcall archive --tenant maple users stu-0000042")]
+    Archive(roster::RecordArgs),
+    /// Restore a record archived by hand or by a sync.
+    #[command(after_help = "Example:\n  rollcall restore --tenant maple users stu-0000042")]
+    Restore(roster::RecordArgs),
+    /// Show a tenant's records of one entity, or one record with the provenance of every field.
+    #[command(
+        after_help = "Examples:\n  rollcall show --tenant maple orgs\n  rollcall show --tenant maple users stu-0000042"
+    )]
+    Show(roster::ShowArgs),
+    /// Find users by SSO identity: username or a userIds entry.
+    #[command(
+        after_help = "Examples:\n  rollcall find --tenant maple --username ava.smith1\n  rollcall find --tenant maple --user-id SIS:100000001"
+    )]
+    Find(roster::FindArgs),
+    /// A tenant's sync history: batches, status, counts.
+    #[command(after_help = "Example:\n  rollcall history --tenant maple")]
+    History(roster::HistoryArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum ReportFormat {
+pub enum ReportFormat {
     Text,
     Json,
 }
@@ -145,7 +198,19 @@ fn main() -> ExitCode {
         Command::Validate(args) => run_validate(&args),
         Command::Gen(args) => run_gen(&args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::run(&args),
-        Command::Bench(args) => bench::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => bench::run(&args, &cli.db).map(|()| ExitCode::SUCCESS),
+        Command::Tenant(command) => roster::run_tenant(&cli.db, &command),
+        Command::Sync(args) => roster::run_sync(&cli.db, &args),
+        Command::Approve(args) => roster::run_approve(&cli.db, &args),
+        Command::Reject(args) => roster::run_reject(&cli.db, &args),
+        Command::Rollback(args) => roster::run_rollback(&cli.db, &args),
+        Command::Edit(args) => roster::run_edit(&cli.db, &args, false),
+        Command::Create(args) => roster::run_edit(&cli.db, &args, true),
+        Command::Archive(args) => roster::run_archive(&cli.db, &args, true),
+        Command::Restore(args) => roster::run_archive(&cli.db, &args, false),
+        Command::Show(args) => roster::run_show(&cli.db, &args),
+        Command::Find(args) => roster::run_find(&cli.db, &args),
+        Command::History(args) => roster::run_history(&cli.db, &args),
     };
     match result {
         Ok(code) => code,

@@ -206,7 +206,7 @@ fn generated_districts_are_deterministic_and_valid() {
 }
 
 #[test]
-fn the_demo_runs_the_pipeline_end_to_end() {
+fn the_demo_runs_the_whole_local_pipeline() {
     let out = rollcall(&["demo", "--users", "600"]);
     assert_eq!(
         out.status.code(),
@@ -215,8 +215,214 @@ fn the_demo_runs_the_pipeline_end_to_end() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = stdout(&out);
-    assert!(text.contains("valid: 7 files"), "{text}");
-    assert!(text.contains("error id.duplicate"), "{text}");
-    assert!(text.contains("error ref.missing"), "{text}");
-    assert!(text.contains("warning manifest.version_excel"), "{text}");
+    for expected in [
+        "valid: 7 files",
+        "applied (",
+        "(manual, by support)",
+        "primaryAdministrator = \"true\"",
+        "error enum.case",
+        "rejected: the bundle is invalid, nothing was changed",
+        "held: enrollments:",
+        "would be archived; the threshold is 10%",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+/// Runs `rollcall` against one database.
+fn with_db(db: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args(args)
+        .env("ROLLCALL_DB", db)
+        .output()
+        .expect("run rollcall")
+}
+
+#[test]
+fn a_tenant_is_synced_from_the_command_line_with_exit_codes_for_each_outcome() {
+    let dir = tempfile::tempdir().expect("temp");
+    let db = dir.path().join("roster.db");
+    let bundle = base();
+    let bundle = bundle.to_str().expect("path");
+
+    let out = with_db(&db, &["sync", bundle, "--tenant", "maple"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: there is no tenant \"maple\"; add it first with `rollcall tenant add maple`"
+    );
+
+    let out = with_db(
+        &db,
+        &[
+            "tenant",
+            "add",
+            "maple",
+            "--name",
+            "Maple Valley USD",
+            "--archive-threshold",
+            "0.2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        stdout(&out).trim(),
+        "added tenant maple (Maple Valley USD): policy preserve_manual, source sftp, hold above 20% archived or 75% updated, filters: none, manual creation allowed"
+    );
+
+    let out = with_db(
+        &db,
+        &["sync", bundle, "--tenant", "maple", "--format", "json"],
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let keys: Vec<&str> = json
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys.len(), 5, "{json}");
+    assert_eq!(json["status"], "applied");
+    assert_eq!(
+        json["findings"],
+        serde_json::json!({"errors": 0, "warnings": 0})
+    );
+    assert_eq!(
+        json["counts"]["users"],
+        serde_json::json!({"create": 5, "update": 0, "archive": 0, "restore": 0, "unchanged": 0, "kept_manual": 0, "out_of_scope": 0})
+    );
+    let entities: Vec<&str> = json["counts"]
+        .as_object()
+        .expect("counts")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        entities,
+        [
+            "academicSessions",
+            "classes",
+            "courses",
+            "demographics",
+            "enrollments",
+            "orgs",
+            "users"
+        ]
+    );
+    let batch = json["batch"].as_str().expect("batch id").to_string();
+
+    let again = with_db(
+        &db,
+        &["sync", bundle, "--tenant", "maple", "--format", "json"],
+    );
+    assert_eq!(again.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&again.stdout).expect("json");
+    assert_eq!(json["status"], "already_applied");
+    assert_eq!(json["batch"], batch.as_str());
+
+    let broken = bundle_with("enrollments.csv", |t| {
+        t.lines().take(2).map(|l| format!("{l}\n")).collect()
+    });
+    let held = with_db(
+        &db,
+        &[
+            "sync",
+            broken.path().to_str().expect("path"),
+            "--tenant",
+            "maple",
+        ],
+    );
+    assert_eq!(held.status.code(), Some(3));
+    let text = stdout(&held);
+    assert!(text.contains("held: enrollments: 3 of 4 active records (75.0%) would be archived; the threshold is 20%"), "{text}");
+    let held_id = text
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("batch "))
+        .and_then(|l| l.split(':').next())
+        .expect("batch id")
+        .to_string();
+    let approved = with_db(&db, &["approve", &held_id]);
+    assert_eq!(
+        approved.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&approved.stderr)
+    );
+
+    let invalid = bundle_with("classes.csv", |t| t.replace(",scheduled,", ",Scheduled,"));
+    let out = with_db(
+        &db,
+        &[
+            "sync",
+            invalid.path().to_str().expect("path"),
+            "--tenant",
+            "maple",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out)
+            .contains("rejected: the bundle is invalid, nothing was changed (1 error, 0 warnings)")
+    );
+
+    let history = stdout(&with_db(&db, &["history", "--tenant", "maple"]));
+    let statuses: Vec<&str> = history
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    assert_eq!(statuses, ["applied", "applied", "rejected"], "{history}");
+
+    let edit = with_db(
+        &db,
+        &[
+            "edit",
+            "--tenant",
+            "maple",
+            "users",
+            "stu-1",
+            "--set",
+            "givenName=Ana",
+            "--by",
+            "alice",
+        ],
+    );
+    assert_eq!(
+        edit.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&edit.stderr)
+    );
+    let shown = stdout(&with_db(
+        &db,
+        &["show", "--tenant", "maple", "users", "stu-1"],
+    ));
+    assert!(
+        shown.contains("givenName = \"Ana\"  [manual, by alice at "),
+        "{shown}"
+    );
+    assert!(shown.contains("(the SIS says \"Cara\")"), "{shown}");
+    let found = stdout(&with_db(
+        &db,
+        &["find", "--tenant", "maple", "--user-id", "ClassLink:4512"],
+    ));
+    assert!(
+        found.starts_with("users tch-2 active origin sis"),
+        "{found}"
+    );
+    let bad = with_db(
+        &db,
+        &[
+            "edit",
+            "--tenant",
+            "maple",
+            "users",
+            "stu-1",
+            "--set",
+            "role=pupil",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("role=\"pupil\" is not valid"));
 }

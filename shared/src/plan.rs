@@ -289,6 +289,7 @@ fn decide(
         Action::KeptManual { write: true }
     } else if record
         .manual_fields()
+        .filter(|f| !entity.product_fields().contains(f))
         .any(|f| record.fields.get(f) != row.fields.get(f))
     {
         Action::KeptManual { write: false }

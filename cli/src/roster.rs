@@ -1,0 +1,669 @@
+//! The roster commands: tenants, sync, approval, rollback, manual edits and reading, on the embedded store.
+
+use crate::progress::Bar;
+use crate::{LimitArgs, ReportFormat, stdout_style};
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use rollcall::edit;
+use rollcall::model::{Batch, Entity, Policy, Record, SourceKind, Tenant, Threshold};
+use rollcall::store::sqlite::SqliteStore;
+use rollcall::store::{BatchStore, RecordRead, TenantStore};
+use rollcall::sync::{SyncOptions, SyncOutcome, SyncStatus, approve, reject, rollback, sync};
+use rollcall::{NoProgress, Progress};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Where the roster database is.
+#[derive(Args, Clone)]
+pub struct DbArgs {
+    /// The roster database file (default: .rollcall/rollcall.db in the working folder).
+    #[arg(
+        long,
+        env = "ROLLCALL_DB",
+        global = true,
+        default_value = ".rollcall/rollcall.db"
+    )]
+    pub db: PathBuf,
+}
+
+impl DbArgs {
+    pub fn open(&self) -> anyhow::Result<SqliteStore> {
+        Ok(SqliteStore::open(&self.db)?)
+    }
+
+    /// Kept bundles live beside the database.
+    pub fn keep_dir(&self) -> PathBuf {
+        self.db.parent().unwrap_or(Path::new(".")).join("bundles")
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    PreserveManual,
+    SisWins,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceArg {
+    Sftp,
+    Api,
+}
+
+/// A tenant's settings; on `tenant set` only the ones given change.
+#[derive(Args)]
+pub struct TenantSettings {
+    /// Display name.
+    #[arg(long)]
+    name: Option<String>,
+    /// What a sync may do to manual work.
+    #[arg(long, value_enum)]
+    policy: Option<PolicyArg>,
+    /// Where bundles come from (one source per tenant).
+    #[arg(long, value_enum)]
+    source: Option<SourceArg>,
+    /// Only these schools (sourcedId or identifier); repeat for several.
+    #[arg(long = "school", value_name = "SCHOOL")]
+    schools: Vec<String>,
+    /// Only users with these roles; repeat for several.
+    #[arg(long = "role", value_name = "ROLE")]
+    roles: Vec<String>,
+    /// Only students in these CEDS grades; repeat for several.
+    #[arg(long = "grade", value_name = "GRADE")]
+    grades: Vec<String>,
+    /// Clear the school, role and grade filters.
+    #[arg(long)]
+    clear_filters: bool,
+    /// Hold a sync that would archive more than this fraction of an entity's active records (0.10 = 10 %).
+    #[arg(long, value_name = "FRACTION")]
+    archive_threshold: Option<f64>,
+    /// Hold a sync that would update more than this fraction of an entity's active records.
+    #[arg(long, value_name = "FRACTION")]
+    update_threshold: Option<f64>,
+    /// Refuse records created by hand (the district's system is the only source).
+    #[arg(long)]
+    no_manual_creation: bool,
+    /// Allow records created by hand again.
+    #[arg(long, conflicts_with = "no_manual_creation")]
+    manual_creation: bool,
+}
+
+impl TenantSettings {
+    fn apply(&self, t: &mut Tenant) -> anyhow::Result<()> {
+        if let Some(name) = &self.name {
+            t.name = name.clone();
+        }
+        if let Some(p) = self.policy {
+            t.policy = match p {
+                PolicyArg::PreserveManual => Policy::PreserveManual,
+                PolicyArg::SisWins => Policy::SisWins,
+            };
+        }
+        if let Some(s) = self.source {
+            t.source = match s {
+                SourceArg::Sftp => SourceKind::Sftp,
+                SourceArg::Api => SourceKind::Api,
+            };
+        }
+        if self.clear_filters {
+            t.filters = Default::default();
+        }
+        t.filters.schools.extend(self.schools.iter().cloned());
+        t.filters.roles.extend(self.roles.iter().cloned());
+        t.filters.grades.extend(self.grades.iter().cloned());
+        for (value, name) in [
+            (self.archive_threshold, "--archive-threshold"),
+            (self.update_threshold, "--update-threshold"),
+        ] {
+            if let Some(v) = value {
+                anyhow::ensure!(
+                    (0.0..=1.0).contains(&v),
+                    "{name} is a fraction between 0 and 1, for example 0.1 for 10 %"
+                );
+            }
+        }
+        t.threshold = Threshold {
+            archive: self.archive_threshold.unwrap_or(t.threshold.archive),
+            update: self.update_threshold.unwrap_or(t.threshold.update),
+        };
+        if self.no_manual_creation {
+            t.manual_creation = false;
+        }
+        if self.manual_creation {
+            t.manual_creation = true;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    /// Add a tenant (a district).
+    #[command(
+        after_help = "Example:\n  rollcall tenant add maple --name \"Maple Valley USD\" --policy preserve_manual --school sch-0001"
+    )]
+    Add {
+        id: String,
+        #[command(flatten)]
+        settings: TenantSettings,
+    },
+    /// Change a tenant's settings.
+    #[command(
+        after_help = "Example:\n  rollcall tenant set maple --archive-threshold 0.2 --policy sis_wins"
+    )]
+    Set {
+        id: String,
+        #[command(flatten)]
+        settings: TenantSettings,
+    },
+    /// List tenants with their settings.
+    #[command(after_help = "Example:\n  rollcall tenant list")]
+    List,
+}
+
+pub fn run_tenant(db: &DbArgs, command: &TenantCommand) -> anyhow::Result<ExitCode> {
+    let store = db.open()?;
+    match command {
+        TenantCommand::Add { id, settings } => {
+            anyhow::ensure!(
+                store.get_tenant(id)?.is_none(),
+                "tenant {id} exists already; change it with `rollcall tenant set {id}`"
+            );
+            anyhow::ensure!(
+                rollcall::fields::guid(id).is_none(),
+                "a tenant id may not contain spaces, commas or quotes"
+            );
+            let mut t = Tenant::new(id);
+            settings.apply(&mut t)?;
+            store.put_tenant(&t)?;
+            println!("added tenant {}", describe_tenant(&t));
+        }
+        TenantCommand::Set { id, settings } => {
+            let mut t = store.get_tenant(id)?.with_context(|| {
+                format!("there is no tenant {id:?}; add it with `rollcall tenant add {id}`")
+            })?;
+            settings.apply(&mut t)?;
+            store.put_tenant(&t)?;
+            println!("updated tenant {}", describe_tenant(&t));
+        }
+        TenantCommand::List => {
+            let tenants = store.list_tenants()?;
+            if tenants.is_empty() {
+                println!("no tenants yet; add one with `rollcall tenant add ID`");
+            }
+            for t in tenants {
+                println!("{}", describe_tenant(&t));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_tenant(t: &Tenant) -> String {
+    let mut filters = Vec::new();
+    for (label, list) in [
+        ("schools", &t.filters.schools),
+        ("roles", &t.filters.roles),
+        ("grades", &t.filters.grades),
+    ] {
+        if !list.is_empty() {
+            filters.push(format!("{label} {}", list.join(",")));
+        }
+    }
+    format!(
+        "{} ({}): policy {}, source {}, hold above {:.0}% archived or {:.0}% updated, filters: {}, manual creation {}",
+        t.id,
+        t.name,
+        t.policy.as_str(),
+        match t.source {
+            SourceKind::Sftp => "sftp",
+            SourceKind::Api => "api",
+        },
+        t.threshold.archive * 100.0,
+        t.threshold.update * 100.0,
+        if filters.is_empty() {
+            "none".to_string()
+        } else {
+            filters.join("; ")
+        },
+        if t.manual_creation {
+            "allowed"
+        } else {
+            "refused"
+        }
+    )
+}
+
+#[derive(Args)]
+pub struct SyncArgs {
+    /// The bundle: a .zip, a folder of CSV files, or a single CSV file.
+    path: PathBuf,
+    /// The tenant the bundle is for.
+    #[arg(long)]
+    tenant: String,
+    /// Plan and report what would change; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+    /// Seconds to wait for another sync of the same tenant to finish.
+    #[arg(long, default_value_t = 600)]
+    wait: u64,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+pub fn run_sync(db: &DbArgs, args: &SyncArgs) -> anyhow::Result<ExitCode> {
+    let store = db.open()?;
+    let mut opts = SyncOptions::new(db.keep_dir());
+    opts.dry_run = args.dry_run;
+    opts.limits = args.limits.limits();
+    opts.wait = std::time::Duration::from_secs(args.wait);
+    let bar = match args.format {
+        ReportFormat::Text => Bar::for_terminal(),
+        ReportFormat::Json => None,
+    };
+    let progress: &dyn Progress = match &bar {
+        Some(bar) => bar,
+        None => &NoProgress,
+    };
+    let outcome = sync(&store, &args.tenant, &args.path, &opts, progress)?;
+    print_outcome(&outcome, args.format);
+    Ok(exit_for(outcome.status))
+}
+
+/// 0 applied, planned or already applied; 1 rejected (invalid bundle); 3 held for approval.
+fn exit_for(status: SyncStatus) -> ExitCode {
+    match status {
+        SyncStatus::Applied | SyncStatus::Planned | SyncStatus::AlreadyApplied => ExitCode::SUCCESS,
+        SyncStatus::Rejected => ExitCode::from(1),
+        SyncStatus::Held => ExitCode::from(3),
+    }
+}
+
+pub fn print_outcome(outcome: &SyncOutcome, format: ReportFormat) {
+    match format {
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(outcome).unwrap_or_default()
+        ),
+        ReportFormat::Text => print!("{}", outcome_text(outcome)),
+    }
+}
+
+/// The per-entity table and what happened.
+pub fn outcome_text(outcome: &SyncOutcome) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    if let (SyncStatus::Rejected, Some(report)) = (outcome.status, &outcome.report) {
+        out.push_str(&report.render_text(stdout_style(), 3));
+    }
+    if !outcome.counts.is_empty() {
+        let _ = writeln!(
+            out,
+            "{:<18} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12} {:>13}",
+            "entity",
+            "create",
+            "update",
+            "archive",
+            "restore",
+            "unchanged",
+            "kept_manual",
+            "out_of_scope"
+        );
+        for (entity, c) in &outcome.counts {
+            let _ = writeln!(
+                out,
+                "{:<18} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12} {:>13}",
+                entity.name(),
+                c.create,
+                c.update,
+                c.archive,
+                c.restore,
+                c.unchanged,
+                c.kept_manual,
+                c.out_of_scope
+            );
+        }
+    }
+    for reason in &outcome.held_reasons {
+        let _ = writeln!(out, "held: {reason}");
+    }
+    let next = match outcome.status {
+        SyncStatus::Applied => format!("applied ({} written)", plural(outcome.writes, "record")),
+        SyncStatus::Planned => "planned (dry run: nothing changed)".to_string(),
+        SyncStatus::Held => format!(
+            "held for approval: `rollcall approve {0}` applies it, `rollcall reject {0}` discards it",
+            outcome.batch
+        ),
+        SyncStatus::Rejected => "rejected: the bundle is invalid, nothing was changed".to_string(),
+        SyncStatus::AlreadyApplied => {
+            "already applied: this bundle was synced before, nothing to do".to_string()
+        }
+    };
+    let _ = writeln!(
+        out,
+        "batch {}: {next} ({}, {})",
+        outcome.batch,
+        plural(outcome.findings.errors, "error"),
+        plural(outcome.findings.warnings, "warning")
+    );
+    out
+}
+
+fn plural(n: u64, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+#[derive(Args)]
+pub struct BatchArgs {
+    /// The batch id (`rollcall history --tenant T` lists them).
+    batch: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+}
+
+pub fn run_approve(db: &DbArgs, args: &BatchArgs) -> anyhow::Result<ExitCode> {
+    let store = db.open()?;
+    let outcome = approve(&store, &args.batch, &SyncOptions::new(db.keep_dir()))?;
+    print_outcome(&outcome, args.format);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_reject(db: &DbArgs, args: &BatchArgs) -> anyhow::Result<ExitCode> {
+    let store = db.open()?;
+    let batch = reject(&store, &args.batch)?;
+    println!("batch {} rejected: nothing from it was applied", batch.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    /// The applied batch to undo.
+    batch: String,
+    /// Restore this batch's prior states even where later batches or manual edits changed the same records.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn run_rollback(db: &DbArgs, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
+    let store = db.open()?;
+    let batch = rollback(
+        &store,
+        &args.batch,
+        args.force,
+        &SyncOptions::new(db.keep_dir()),
+    )?;
+    println!(
+        "batch {} rolled back: every record it changed is as it was before",
+        batch.id
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An entity name as OneRoster spells it.
+fn entity(name: &str) -> anyhow::Result<Entity> {
+    Entity::parse(name).with_context(|| {
+        let names: Vec<&str> = Entity::ALL.iter().map(|e| e.name()).collect();
+        format!("{name:?} is not an entity; use one of {}", names.join(", "))
+    })
+}
+
+#[derive(Args)]
+pub struct EditArgs {
+    #[arg(long)]
+    tenant: String,
+    /// orgs, academicSessions, courses, classes, users, demographics or enrollments.
+    entity: String,
+    sourced_id: String,
+    /// FIELD=VALUE to set (an empty VALUE clears the field); repeat for several.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    sets: Vec<String>,
+    /// Who makes the change (recorded as its provenance).
+    #[arg(long, default_value_t = whoami())]
+    by: String,
+}
+
+fn whoami() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".to_string())
+}
+
+#[derive(Args)]
+pub struct RecordArgs {
+    #[arg(long)]
+    tenant: String,
+    /// orgs, academicSessions, courses, classes, users, demographics or enrollments.
+    entity: String,
+    sourced_id: String,
+}
+
+pub fn run_edit(db: &DbArgs, args: &EditArgs, create: bool) -> anyhow::Result<ExitCode> {
+    let store = db.open()?;
+    let e = entity(&args.entity)?;
+    let sets = edit::assignments(&args.sets)?;
+    anyhow::ensure!(
+        create || !sets.is_empty(),
+        "nothing to change: give --set FIELD=VALUE"
+    );
+    let record = if create {
+        edit::create(&store, &args.tenant, e, &args.sourced_id, &sets, &args.by)?
+    } else {
+        edit::edit(&store, &args.tenant, e, &args.sourced_id, &sets, &args.by)?
+    };
+    println!("{}", record_line(&record));
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_archive(db: &DbArgs, args: &RecordArgs, archive: bool) -> anyhow::Result<ExitCode> {
+    let store = db.open()?;
+    let e = entity(&args.entity)?;
+    let record = if archive {
+        edit::archive(&store, &args.tenant, e, &args.sourced_id)?
+    } else {
+        edit::restore(&store, &args.tenant, e, &args.sourced_id)?
+    };
+    println!("{}", record_line(&record));
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    #[arg(long)]
+    tenant: String,
+    entity: String,
+    /// One record in full, with the provenance of every field; without it, every record of the entity.
+    sourced_id: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+}
+
+fn record_line(r: &Record) -> String {
+    let state = if r.active { "active" } else { "archived" };
+    let name = ["name", "title", "username"]
+        .iter()
+        .find_map(|k| r.fields.get(*k))
+        .or_else(|| r.fields.get("givenName"))
+        .cloned()
+        .unwrap_or_default();
+    let manual: Vec<&str> = r.manual_fields().collect();
+    let manual = if manual.is_empty() {
+        String::new()
+    } else {
+        format!(" manual: {}", manual.join(","))
+    };
+    format!(
+        "{} {} {state} origin {} {name}{manual}",
+        r.entity,
+        r.sourced_id,
+        r.origin.as_str()
+    )
+}
+
+fn record_detail(r: &Record) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("{}\n", record_line(r));
+    if let Some(by) = r.archived_by {
+        let _ = writeln!(out, "  archived by {}", by.as_str());
+    }
+    for (field, value) in &r.fields {
+        let source = match r.provenance.get(field) {
+            Some(rollcall::model::Provenance::Sis { batch }) => format!("sis, batch {batch}"),
+            Some(rollcall::model::Provenance::Manual { by, at }) => {
+                format!("manual, by {by} at {at}")
+            }
+            None => "unknown".to_string(),
+        };
+        let sis = match r.sis_fields.get(field) {
+            Some(v) if v != value => format!(" (the SIS says {v:?})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "  {field} = {value:?}  [{source}]{sis}");
+    }
+    out
+}
+
+pub fn run_show(db: &DbArgs, args: &ShowArgs) -> anyhow::Result<ExitCode> {
+    let store = db.open()?;
+    let e = entity(&args.entity)?;
+    let records = match &args.sourced_id {
+        Some(id) => vec![
+            store
+                .get_record(&args.tenant, e, id)?
+                .with_context(|| format!("tenant {} has no {e} record {id:?}", args.tenant))?,
+        ],
+        None => store.list_records(&args.tenant, e)?,
+    };
+    print_records(&records, args.format, args.sourced_id.is_some());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_records(records: &[Record], format: ReportFormat, detail: bool) {
+    match format {
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(records).unwrap_or_default()
+        ),
+        ReportFormat::Text => {
+            for r in records {
+                if detail {
+                    print!("{}", record_detail(r));
+                } else {
+                    println!("{}", record_line(r));
+                }
+            }
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct FindArgs {
+    #[arg(long)]
+    tenant: String,
+    /// The SSO login name.
+    #[arg(long, conflicts_with = "user_id", required_unless_present = "user_id")]
+    username: Option<String>,
+    /// A `userIds` entry as TYPE:IDENTIFIER, for example ClassLink:123.
+    #[arg(long)]
+    user_id: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+}
+
+pub fn run_find(db: &DbArgs, args: &FindArgs) -> anyhow::Result<ExitCode> {
+    let store = db.open()?;
+    let found = match (&args.username, &args.user_id) {
+        (Some(u), _) => store.find_by_username(&args.tenant, u)?,
+        (None, Some(id)) => {
+            let (kind, identifier) = id.split_once(':').with_context(|| {
+                format!("--user-id takes TYPE:IDENTIFIER, for example ClassLink:123; got {id:?}")
+            })?;
+            store.find_by_user_id(&args.tenant, kind, identifier)?
+        }
+        (None, None) => Vec::new(),
+    };
+    if found.is_empty() && args.format == ReportFormat::Text {
+        println!("no user found");
+        return Ok(ExitCode::from(1));
+    }
+    print_records(&found, args.format, true);
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args)]
+pub struct HistoryArgs {
+    #[arg(long)]
+    tenant: String,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    format: ReportFormat,
+}
+
+fn batch_line(b: &Batch) -> String {
+    let changes: u64 = b
+        .counts
+        .values()
+        .map(|c| c.create + c.update + c.archive + c.restore)
+        .sum();
+    let summary: Vec<String> = b
+        .counts
+        .iter()
+        .filter(|(_, c)| c.create + c.update + c.archive + c.restore > 0)
+        .map(|(e, c)| {
+            format!(
+                "{e} +{} ~{} -{} ^{}",
+                c.create, c.update, c.archive, c.restore
+            )
+        })
+        .collect();
+    let label = if b.status == rollcall::model::BatchStatus::Applied {
+        "changes"
+    } else {
+        "changes planned"
+    };
+    format!(
+        "{} {:<12} received {} {changes} {label}{}{}",
+        b.id,
+        b.status.as_str(),
+        b.received_at,
+        if summary.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", summary.join("; "))
+        },
+        if b.held_reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" held: {}", b.held_reasons.join("; "))
+        }
+    )
+}
+
+pub fn run_history(db: &DbArgs, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+    let store = db.open()?;
+    store.get_tenant(&args.tenant)?.with_context(|| {
+        format!(
+            "there is no tenant {:?}; add it with `rollcall tenant add {}`",
+            args.tenant, args.tenant
+        )
+    })?;
+    let batches = store.list_batches(&args.tenant)?;
+    match args.format {
+        ReportFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&batches).unwrap_or_default()
+        ),
+        ReportFormat::Text => {
+            if batches.is_empty() {
+                println!("no syncs yet for {}", args.tenant);
+            }
+            for b in &batches {
+                println!("{}", batch_line(b));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -257,9 +257,15 @@ fn run_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
 
 fn print_report(report: &Report, format: ReportFormat, examples: usize) {
     match format {
-        ReportFormat::Json => println!("{}", report.to_json()),
-        ReportFormat::Text => print!("{}", report.render_text(stdout_style(), examples)),
+        ReportFormat::Json => emit(&format!("{}\n", report.to_json())),
+        ReportFormat::Text => emit(&report.render_text(stdout_style(), examples)),
     }
+}
+
+/// Writes to standard output; a reader that went away (`| head`) is not an error worth a panic.
+pub fn emit(text: &str) {
+    use std::io::Write as _;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
 fn gen_format(out: &Path, format: Option<GenFormat>) -> OutputFormat {

@@ -73,6 +73,8 @@ pub struct RecordReader<R> {
     bytes_read: u64,
     /// Line number of the byte at `pos`.
     line: u64,
+    /// The last byte consumed was a carriage return.
+    cr_pending: bool,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -95,6 +97,7 @@ impl<R: Read> RecordReader<R> {
             max_fields: max_fields.max(1),
             bytes_read: 0,
             line: 1,
+            cr_pending: false,
         }
     }
 
@@ -138,6 +141,13 @@ impl<R: Read> RecordReader<R> {
                 continue;
             }
             let avail = &self.input[self.pos..self.filled];
+            if self.cr_pending {
+                // A carriage return ended the last line; on its own (not CR LF) it counts as a line break.
+                self.cr_pending = false;
+                if avail[0] != b'\n' {
+                    self.line += 1;
+                }
+            }
             match avail[0] {
                 b'\n' => {
                     self.pos += 1;
@@ -146,6 +156,7 @@ impl<R: Read> RecordReader<R> {
                 }
                 b'\r' => {
                     self.pos += 1;
+                    self.cr_pending = true;
                     continue;
                 }
                 _ => {}
@@ -256,7 +267,9 @@ impl<R: Read> RecordReader<R> {
             let (res, nin, nout, nend) =
                 self.core
                     .read_record(input, &mut self.out[outlen..], &mut self.ends[nends..]);
-            self.line += count_newlines(&input[..nin]);
+            let (breaks, cr_at_end) = count_line_breaks(&input[..nin], self.cr_pending);
+            self.line += breaks;
+            self.cr_pending = cr_at_end;
             self.pos += nin;
             outlen += nout;
             nends += nend;
@@ -352,8 +365,32 @@ impl<R: Read> RecordReader<R> {
     }
 }
 
-fn count_newlines(bytes: &[u8]) -> u64 {
-    memchr::memchr_iter(b'\n', bytes).count() as u64
+/// Line breaks in consumed bytes: every LF, and every CR not followed by LF. `cr_before` says the byte before
+/// was a CR; the second value says whether these bytes end with a CR (whose meaning the next byte decides).
+fn count_line_breaks(bytes: &[u8], cr_before: bool) -> (u64, bool) {
+    let mut breaks = 0;
+    let mut cr = cr_before;
+    for &b in bytes {
+        match b {
+            b'\n' => {
+                breaks += 1;
+                cr = false;
+            }
+            b'\r' => {
+                if cr {
+                    breaks += 1;
+                }
+                cr = true;
+            }
+            _ => {
+                if cr {
+                    breaks += 1;
+                }
+                cr = false;
+            }
+        }
+    }
+    (breaks, cr)
 }
 
 fn read_some<R: Read>(src: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -444,10 +481,20 @@ mod tests {
     }
 
     #[test]
-    fn lone_carriage_returns_end_records() {
-        let got = records(b"a,b\rc,d\re,f", 1 << 20, 100);
+    fn lone_carriage_returns_end_records_and_lines() {
+        let got = records(b"a,b\rc,d\r\re,\"f\"\rg,h", 1 << 20, 100);
         let fields: Vec<_> = got.iter().map(|(_, f)| f.join("|")).collect();
-        assert_eq!(fields, ["a|b", "c|d", "e|f"]);
+        assert_eq!(fields, ["a|b", "c|d", "e|f", "g|h"]);
+        let lines: Vec<_> = got.iter().map(|(n, _)| format!("{n:?}")).collect();
+        assert_eq!(
+            lines,
+            [
+                "Record { line: 1 }",
+                "Record { line: 2 }",
+                "Record { line: 4 }",
+                "Record { line: 5 }"
+            ]
+        );
     }
 
     #[test]

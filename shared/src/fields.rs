@@ -2,7 +2,7 @@
 //! numbers, CEDS grades, lists and `userIds`. Each returns what is wrong as a [`Problem`] (or nothing); the
 //! caller adds where it happened.
 
-use crate::finding::{Code, Severity};
+use crate::finding::{Code, Severity, shown_value};
 use crate::spec::GRADES;
 use crate::suggest;
 
@@ -33,6 +33,11 @@ impl Problem {
             hint: hint.into(),
         }
     }
+}
+
+/// A value as quoted in a message: cut to a readable length, control characters made visible.
+fn q(v: &str) -> String {
+    format!("\"{}\"", shown_value(v.as_bytes()))
 }
 
 /// Printable ASCII other than space, comma and double quote: the bytes of an unremarkable id.
@@ -78,7 +83,7 @@ pub fn guid(v: &str) -> Option<Problem> {
     bad.map(|why| {
         Problem::error(
             Code::FieldGuid,
-            format!("the identifier {v:?} {why}"),
+            format!("the identifier {} {why}", q(v)),
             "identifiers may not contain spaces, commas, quotes or control characters; fix it in the SIS export"
                 .to_string(),
         )
@@ -93,7 +98,10 @@ pub fn one_of(v: &str, allowed: &'static [&'static str]) -> Result<u8, Problem> 
     if let Some(right) = allowed.iter().find(|a| a.eq_ignore_ascii_case(v.trim())) {
         return Err(Problem::error(
             Code::EnumCase,
-            format!("{v:?} must be written {right:?}; values are case-sensitive"),
+            format!(
+                "{} must be written {right:?}; values are case-sensitive",
+                q(v)
+            ),
             format!("did you mean {right}?"),
         ));
     }
@@ -103,7 +111,7 @@ pub fn one_of(v: &str, allowed: &'static [&'static str]) -> Result<u8, Problem> 
     };
     Err(Problem::error(
         Code::EnumInvalid,
-        format!("{v:?} is not one of the allowed values"),
+        format!("{} is not one of the allowed values", q(v)),
         hint,
     ))
 }
@@ -120,7 +128,10 @@ pub fn boolean(v: &str) -> (Option<bool>, Option<Problem>) {
                 Some(value),
                 Some(Problem::warning(
                     Code::BoolCase,
-                    format!("{v:?} was read as {right}; booleans are written true or false"),
+                    format!(
+                        "{} was read as {right}; booleans are written true or false",
+                        q(v)
+                    ),
                     format!(
                         "did you mean {right}? save the file from a plain-text editor, not a spreadsheet"
                     ),
@@ -131,7 +142,7 @@ pub fn boolean(v: &str) -> (Option<bool>, Option<Problem>) {
             None,
             Some(Problem::error(
                 Code::BoolInvalid,
-                format!("{v:?} is not a boolean"),
+                format!("{} is not a boolean", q(v)),
                 "write true or false".to_string(),
             )),
         ),
@@ -143,7 +154,7 @@ pub fn date(v: &str) -> Result<i64, Problem> {
     parse_date(v).ok_or_else(|| {
         Problem::error(
             Code::DateInvalid,
-            format!("{v:?} is not a date"),
+            format!("{} is not a date", q(v)),
             "write dates as YYYY-MM-DD, for example 2026-08-17".to_string(),
         )
     })
@@ -154,14 +165,21 @@ pub fn date_time(v: &str) -> Option<Problem> {
     if v.len() == 10 && parse_date(v).is_some() {
         return Some(Problem::warning(
             Code::DateTimeBareDate,
-            format!("{v:?} is a date; a date-time was expected (read as midnight UTC)"),
+            format!(
+                "{} is a date; a date-time was expected (read as midnight UTC)",
+                q(v)
+            ),
             format!("write {v}T00:00:00.000Z"),
         ));
     }
     if parse_date_time(v) {
         return None;
     }
-    let hint = if v.len() >= 19 && !v.ends_with('Z') && parse_date_time(&format!("{v}Z")) {
+    let hint = if v.len() >= 19
+        && v.len() <= 40
+        && !v.ends_with('Z')
+        && parse_date_time(&format!("{v}Z"))
+    {
         format!("add the UTC marker: {v}Z")
     } else {
         "write date-times in UTC as YYYY-MM-DDTHH:MM:SS.sssZ, for example 2026-08-17T14:03:00.000Z"
@@ -169,7 +187,7 @@ pub fn date_time(v: &str) -> Option<Problem> {
     };
     Some(Problem::error(
         Code::DateTimeInvalid,
-        format!("{v:?} is not an ISO 8601 UTC date-time"),
+        format!("{} is not an ISO 8601 UTC date-time", q(v)),
         hint,
     ))
 }
@@ -181,7 +199,7 @@ pub fn year(v: &str) -> Option<Problem> {
     }
     Some(Problem::error(
         Code::YearInvalid,
-        format!("{v:?} is not a four-digit year"),
+        format!("{} is not a four-digit year", q(v)),
         "write the year the school year ends in, for example 2027 for 2026-27".to_string(),
     ))
 }
@@ -197,7 +215,7 @@ pub fn float(v: &str) -> Option<Problem> {
         }
         _ => Some(Problem::error(
             Code::FloatInvalid,
-            format!("{v:?} is not a number"),
+            format!("{} is not a number", q(v)),
             "write a decimal number such as 85 or 92.5".to_string(),
         )),
     }
@@ -231,7 +249,7 @@ pub fn grade(v: &str) -> Option<Problem> {
         suggestion.unwrap_or_else(|| format!("use a CEDS grade code: {}", GRADES.join(", ")));
     Some(Problem::error(
         Code::GradeInvalid,
-        format!("{v:?} is not a CEDS grade code"),
+        format!("{} is not a CEDS grade code", q(v)),
         hint,
     ))
 }
@@ -249,14 +267,17 @@ pub fn list_items(v: &str) -> (impl Iterator<Item = &str>, Vec<Problem>) {
     if empty {
         problems.push(Problem::error(
             Code::ListEmptyItem,
-            format!("the list {v:?} has an empty item"),
+            format!("the list {} has an empty item", q(v)),
             "remove the extra comma".to_string(),
         ));
     }
     if spaced {
         problems.push(Problem::warning(
             Code::ListSpaces,
-            format!("the list {v:?} has spaces around its items (they were trimmed)"),
+            format!(
+                "the list {} has spaces around its items (they were trimmed)",
+                q(v)
+            ),
             "separate list items with a comma and no spaces".to_string(),
         ));
     }
@@ -289,7 +310,7 @@ pub fn user_ids(v: &str) -> Option<Problem> {
     }
     Some(Problem::error(
         Code::UserIdsInvalid,
-        format!("{v:?} is not a list of {{type:identifier}} items"),
+        format!("{} is not a list of {{type:identifier}} items", q(v)),
         "write each identifier as {type:identifier}, comma-separated, for example \"{LDAP:12},{ClassLink:345}\""
             .to_string(),
     ))
@@ -318,7 +339,8 @@ pub fn parse_date(v: &str) -> Option<i64> {
 
 fn parse_date_time(v: &str) -> bool {
     let b = v.as_bytes();
-    if b.len() < 20 || parse_date(&v[..10]).is_none() || b[10] != b'T' {
+    // Every valid date-time is ASCII; checking first makes the byte slicing below safe.
+    if !v.is_ascii() || b.len() < 20 || parse_date(&v[..10]).is_none() || b[10] != b'T' {
         return false;
     }
     let (time, zone) = if let Some(t) = v[11..].strip_suffix('Z') {

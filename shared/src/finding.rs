@@ -77,6 +77,7 @@ codes! {
     CsvFieldTooLong => "csv.field_too_long", "a field longer than the limit";
     EncodingUtf8 => "encoding.utf8", "bytes that are not UTF-8";
     EncodingNul => "encoding.nul", "a NUL byte inside a field";
+    EncodingUtf16 => "encoding.utf16", "a file saved as UTF-16 instead of UTF-8 (not read)";
     HeaderMissing => "header.missing", "a required column is not in the header";
     HeaderMissingOptional => "header.missing_optional", "an optional column is not in the header";
     HeaderCase => "header.case", "a column name with the wrong capitalisation";

@@ -57,6 +57,9 @@ pub enum InputError {
     },
 }
 
+/// The most of `manifest.csv` that is read.
+pub const MANIFEST_LIMIT: usize = 1 << 20;
+
 /// One readable file of the bundle.
 #[derive(Clone, Debug)]
 struct Entry {
@@ -88,6 +91,8 @@ pub struct Bundle {
     zip: Option<zip::ZipArchive<BufReader<File>>>,
     manifest: Option<Entry>,
     files: BTreeMap<FileKind, Entry>,
+    /// Files found under their exact name.
+    exact: std::collections::BTreeSet<FileKind>,
     findings: Vec<Finding>,
     limits: Limits,
     /// Uncompressed bytes handed out so far (zip only), against `max_uncompressed_bytes`.
@@ -112,6 +117,7 @@ impl Bundle {
             zip: None,
             manifest: None,
             files: BTreeMap::new(),
+            exact: std::collections::BTreeSet::new(),
             findings: Vec::new(),
             limits: limits.clone(),
             expanded: 0,
@@ -158,7 +164,7 @@ impl Bundle {
         self.files.get(&kind).map(|e| e.size)
     }
 
-    /// Reads `manifest.csv` whole (it is tiny; anything over 1 MiB is cut and the rest reported by the caller).
+    /// Reads `manifest.csv` whole (it is tiny; it is cut at [`MANIFEST_LIMIT`] and the caller reports that).
     pub fn read_manifest(&mut self) -> Result<Option<Vec<u8>>, InputError> {
         let Some(entry) = self.manifest.clone() else {
             return Ok(None);
@@ -168,7 +174,7 @@ impl Bundle {
         let mut reader = self.open_entry(&entry, "manifest.csv")?;
         reader
             .by_ref()
-            .take(1 << 20)
+            .take(MANIFEST_LIMIT as u64)
             .read_to_end(&mut bytes)
             .map_err(|source| InputError::Entry {
                 path,
@@ -312,6 +318,15 @@ impl Bundle {
                 limit: self.limits.max_zip_entries,
             });
         }
+        if zip.has_duplicate_names() {
+            self.findings.push(
+                Finding::error(
+                    Code::InputDuplicateFile,
+                    "the zip holds two entries with the same name; only one of them can be read",
+                )
+                .hint("zip each file once"),
+            );
+        }
         let mut listed = Vec::new();
         let mut total: u64 = 0;
         for index in 0..zip.len() {
@@ -323,7 +338,11 @@ impl Bundle {
             if entry.is_dir() {
                 continue;
             }
-            if entry.enclosed_name().is_none() {
+            let absolute = raw_name.starts_with(['/', '\\'])
+                || (raw_name.len() >= 2
+                    && raw_name.as_bytes()[1] == b':'
+                    && raw_name.as_bytes()[0].is_ascii_alphabetic());
+            if absolute || entry.enclosed_name().is_none() {
                 self.findings.push(
                     Finding::error(
                         Code::InputUnsafePath,
@@ -441,9 +460,13 @@ impl Bundle {
             return;
         }
         if let Some(kind) = FileKind::from_file_name(name) {
-            if self.files.insert(kind, entry).is_some() {
+            // The exactly named file wins over a misnamed one (which has its own finding); two exact ones
+            // cannot both be read.
+            if !self.exact.insert(kind) {
                 self.findings.push(duplicate_finding(name));
+                return;
             }
+            self.files.insert(kind, entry);
             return;
         }
         if let Some(kind) = FileKind::from_file_name_ignore_case(name) {
@@ -459,9 +482,14 @@ impl Bundle {
                 .value(name.as_bytes())
                 .hint(format!("rename it to {}", kind.file_name())),
             );
-            // Read it anyway, so the rest of the report is useful.
-            if self.files.insert(kind, entry).is_some() {
-                self.findings.push(duplicate_finding(kind.file_name()));
+            // Read it anyway (unless the exactly named file is there too), so the rest of the report is useful.
+            match self.files.entry(kind) {
+                std::collections::btree_map::Entry::Occupied(_) => {
+                    self.findings.push(duplicate_finding(kind.file_name()));
+                }
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(entry);
+                }
             }
             return;
         }
@@ -537,7 +565,7 @@ fn nested_folder_finding(folder: &str) -> Finding {
 fn duplicate_finding(name: &str) -> Finding {
     Finding::error(
         Code::InputDuplicateFile,
-        format!("{name} appears more than once in the bundle; only the first copy was read"),
+        format!("{name} appears more than once in the bundle; one copy was read (the exactly named one, else the first)"),
     )
     .file(name.to_string())
     .hint("keep one copy of each file")

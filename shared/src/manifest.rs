@@ -2,7 +2,7 @@
 //! it is tiny and because the quirks worth a warning (quoted values, stray spaces, `1` for `1.0`) are only
 //! visible in the raw text.
 
-use crate::finding::{Code, Finding};
+use crate::finding::{Code, Finding, shown_value};
 use crate::spec::{FileKind, Mode};
 use std::collections::{BTreeMap, HashSet};
 
@@ -59,6 +59,8 @@ pub fn parse(bytes: &[u8], findings: &mut Vec<Finding>) -> Manifest {
             .hint("save the file as UTF-8"),
         );
     }
+    // LF, CRLF and a lone CR (old spreadsheets) all end a line.
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
     let mut lines = text
         .split('\n')
         .enumerate()
@@ -81,7 +83,10 @@ pub fn parse(bytes: &[u8], findings: &mut Vec<Finding>) -> Manifest {
         findings.push(
             Finding::error(
                 Code::ManifestHeader,
-                format!("manifest.csv's header is {header:?}; it must be propertyName,value"),
+                format!(
+                    "manifest.csv's header is \"{}\"; it must be propertyName,value",
+                    shown_value(header.as_bytes())
+                ),
             )
             .file(FILE)
             .line(header_line)
@@ -108,13 +113,16 @@ pub fn parse(bytes: &[u8], findings: &mut Vec<Finding>) -> Manifest {
             );
             continue;
         }
-        let name = clean(&fields[0], line, findings);
-        let value = clean(&fields[1], line, findings);
+        let name = clean(&fields[0], line, "propertyName", findings);
+        let value = clean(&fields[1], line, "value", findings);
         if !seen.insert(name.clone()) {
             findings.push(
                 Finding::error(
                     Code::ManifestDuplicateProperty,
-                    format!("{name} is set more than once; the first value counts"),
+                    format!(
+                        "{} is set more than once; the first value counts",
+                        shown_value(name.as_bytes())
+                    ),
                 )
                 .file(FILE)
                 .line(line)
@@ -154,7 +162,10 @@ fn apply(manifest: &mut Manifest, name: &str, value: &str, line: u64, findings: 
                         findings.push(
                             Finding::error(
                                 Code::ManifestMode,
-                                format!("{name} is {other:?}; it must be absent, bulk or delta"),
+                                format!(
+                                    "{name} is \"{}\"; it must be absent, bulk or delta",
+                                    shown_value(other.as_bytes())
+                                ),
                             )
                             .file(FILE)
                             .line(line)
@@ -193,7 +204,10 @@ fn unknown_property(name: &str, line: u64) -> Finding {
     };
     Finding::warning(
         Code::ManifestUnknownProperty,
-        format!("{name} is not a OneRoster 1.1 manifest property"),
+        format!(
+            "{} is not a OneRoster 1.1 manifest property",
+            shown_value(name.as_bytes())
+        ),
     )
     .file(FILE)
     .line(line)
@@ -229,7 +243,10 @@ fn check_versions(manifest: &Manifest, findings: &mut Vec<Finding>) {
         Some(other) => findings.push(at(
             Finding::error(
                 Code::ManifestVersion,
-                format!("manifest.version is {other:?}; OneRoster 1.1 manifests are version 1.0"),
+                format!(
+                    "manifest.version is \"{}\"; OneRoster 1.1 manifests are version 1.0",
+                    shown_value(other.as_bytes())
+                ),
             )
             .file(FILE)
             .column("value")
@@ -251,7 +268,10 @@ fn check_versions(manifest: &Manifest, findings: &mut Vec<Finding>) {
         Some(other) => findings.push(at(
             Finding::error(
                 Code::OneRosterVersion,
-                format!("oneroster.version is {other:?}; rollcall reads OneRoster 1.1"),
+                format!(
+                    "oneroster.version is \"{}\"; rollcall reads OneRoster 1.1",
+                    shown_value(other.as_bytes())
+                ),
             )
             .file(FILE)
             .column("value")
@@ -263,16 +283,21 @@ fn check_versions(manifest: &Manifest, findings: &mut Vec<Finding>) {
 }
 
 /// Trims a field and strips quotes left inside it, warning about each.
-fn clean(field: &RawField, line: u64, findings: &mut Vec<Finding>) -> String {
+fn clean(field: &RawField, line: u64, column: &'static str, findings: &mut Vec<Finding>) -> String {
     let trimmed = field.text.trim();
     if trimmed.len() != field.text.len() {
         findings.push(
             Finding::warning(
                 Code::ManifestWhitespace,
-                format!("{:?} has spaces around it; read as {trimmed:?}", field.text),
+                format!(
+                    "\"{}\" has spaces around it; read as \"{}\"",
+                    shown_value(field.text.as_bytes()),
+                    shown_value(trimmed.as_bytes())
+                ),
             )
             .file(FILE)
             .line(line)
+            .column(column)
             .value(field.text.as_bytes())
             .hint("remove the spaces after the comma"),
         );
@@ -287,10 +312,14 @@ fn clean(field: &RawField, line: u64, findings: &mut Vec<Finding>) -> String {
         findings.push(
             Finding::warning(
                 Code::ManifestQuoted,
-                format!("{text} is written in quotes; read without them"),
+                format!(
+                    "{} is written in quotes; read without them",
+                    shown_value(text.as_bytes())
+                ),
             )
             .file(FILE)
             .line(line)
+            .column(column)
             .value(field.text.as_bytes())
             .hint("manifest values need no quotes"),
         );

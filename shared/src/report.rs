@@ -135,7 +135,7 @@ impl ReportBuilder {
                 ),
             )
             .hint("fix the listed problems first, or raise the limit with --max-findings");
-            self.counts.warnings += 1;
+            // A note about the report itself: listed, but not counted among the bundle's findings.
             *self
                 .groups
                 .entry((FileRank::of(None), note.code, note.severity))

@@ -130,10 +130,18 @@ fn zip_entries_that_climb_out_are_reported_and_not_read() {
     let mut entries = base_files();
     entries.push(("../../etc/cron.d/evil.csv".into(), b"x".to_vec()));
     entries.push(("reports/../../users.csv".into(), b"root".to_vec()));
+    entries.push(("/etc/passwd.csv".into(), b"root".to_vec()));
     write_zip(&zip, &entries);
     let report = validate(&zip);
     let codes: Vec<_> = report.findings.iter().map(|f| f.code).collect();
-    assert_eq!(codes, [Code::InputUnsafePath, Code::InputUnsafePath]);
+    assert_eq!(
+        codes,
+        [
+            Code::InputUnsafePath,
+            Code::InputUnsafePath,
+            Code::InputUnsafePath
+        ]
+    );
     assert_eq!(
         report.findings[0].value.as_deref(),
         Some("../../etc/cron.d/evil.csv")
@@ -394,7 +402,10 @@ fn findings_past_the_limit_are_counted_not_kept() {
     };
     let report = validate_path(dir.path(), &limits, &NoProgress).expect("readable");
     assert_eq!(report.counts.errors, 50);
-    assert_eq!(report.counts.warnings, 1);
+    assert_eq!(
+        report.counts.warnings, 0,
+        "the truncation note is not a finding about the bundle"
+    );
     assert_eq!(report.findings.len(), 11);
     assert_eq!(report.findings[0].code, Code::ReportTruncated);
     assert!(report.findings[0].message.starts_with("40 more findings"));
@@ -420,5 +431,72 @@ fn json_report_has_the_documented_shape() {
     assert_eq!(
         json["counts"],
         serde_json::json!({"errors": 0, "warnings": 0})
+    );
+}
+
+#[test]
+fn messages_quote_values_cut_to_a_readable_length() {
+    let dir = tempfile::tempdir().expect("temp");
+    for (name, data) in base_files() {
+        fs::write(dir.path().join(name), data).expect("write");
+    }
+    let mut users = fs::read_to_string(base().join("users.csv")).expect("users");
+    users.push_str(&format!(
+        "stu-9,,,{},sch-1,student,u9,,X,Y,,,,,,,,\n",
+        "y".repeat(60_000)
+    ));
+    fs::write(dir.path().join("users.csv"), users).expect("write");
+    let report = validate(dir.path());
+    assert_eq!(
+        located(&report),
+        [(
+            Code::BoolInvalid,
+            Some("users.csv".into()),
+            Some(7),
+            Some("enabledUser".into())
+        )]
+    );
+    assert!(
+        report.findings[0].message.len() < 200,
+        "{} bytes",
+        report.findings[0].message.len()
+    );
+}
+
+#[test]
+fn a_utf16_file_gets_one_clear_finding() {
+    let dir = tempfile::tempdir().expect("temp");
+    for (name, data) in base_files() {
+        fs::write(dir.path().join(name), data).expect("write");
+    }
+    let text = fs::read_to_string(base().join("users.csv")).expect("users");
+    let mut utf16 = vec![0xff, 0xfe];
+    for unit in text.encode_utf16() {
+        utf16.extend(unit.to_le_bytes());
+    }
+    fs::write(dir.path().join("users.csv"), utf16).expect("write");
+    let report = validate(dir.path());
+    assert_eq!(
+        located(&report),
+        [(Code::EncodingUtf16, Some("users.csv".into()), Some(1), None)]
+    );
+}
+
+#[test]
+fn an_exactly_named_file_wins_over_a_misnamed_twin() {
+    let dir = tempfile::tempdir().expect("temp");
+    for (name, data) in base_files() {
+        fs::write(dir.path().join(name), data).expect("write");
+    }
+    let orgs = fs::read_to_string(base().join("orgs.csv")).expect("orgs");
+    fs::write(
+        dir.path().join("Orgs.csv"),
+        orgs.replace(",school,", ",School,"),
+    )
+    .expect("write");
+    let report = validate(dir.path());
+    assert_eq!(
+        located(&report),
+        [(Code::InputFileNameCase, Some("Orgs.csv".into()), None, None)]
     );
 }

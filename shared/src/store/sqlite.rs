@@ -30,6 +30,7 @@ CREATE INDEX IF NOT EXISTS records_by_username ON records (tenant, username) WHE
 CREATE TABLE IF NOT EXISTS user_ids (
     tenant TEXT NOT NULL, kind TEXT NOT NULL, identifier TEXT NOT NULL, sourced_id TEXT NOT NULL,
     PRIMARY KEY (tenant, kind, identifier, sourced_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS user_ids_by_user ON user_ids (tenant, sourced_id);
 CREATE TABLE IF NOT EXISTS undo (
     batch TEXT NOT NULL, seq INTEGER NOT NULL, entity TEXT NOT NULL, sourced_id TEXT NOT NULL,
     prior TEXT NOT NULL, PRIMARY KEY (batch, seq)) WITHOUT ROWID;
@@ -117,6 +118,11 @@ impl SqliteStore {
     }
 
     fn put_record(&self, tenant: &str, record: &Record) -> StoreResult<()> {
+        self.put_record_as(tenant, record, false)
+    }
+
+    /// Writes a record; `is_new` skips clearing index rows a new record cannot have.
+    fn put_record_as(&self, tenant: &str, record: &Record, is_new: bool) -> StoreResult<()> {
         let row = encode(record)?;
         self.conn
             .prepare_cached(
@@ -144,17 +150,19 @@ impl SqliteStore {
             })
             .map_err(backend("writing a record"))?;
         if record.entity == Entity::Users {
-            self.put_user_ids(tenant, record)?;
+            self.put_user_ids(tenant, record, is_new)?;
         }
         self.count_write();
         Ok(())
     }
 
-    fn put_user_ids(&self, tenant: &str, record: &Record) -> StoreResult<()> {
-        self.conn
-            .prepare_cached("DELETE FROM user_ids WHERE tenant = ?1 AND sourced_id = ?2")
-            .and_then(|mut st| st.execute(params![tenant, record.sourced_id]))
-            .map_err(backend("replacing a user's ids"))?;
+    fn put_user_ids(&self, tenant: &str, record: &Record, is_new: bool) -> StoreResult<()> {
+        if !is_new {
+            self.conn
+                .prepare_cached("DELETE FROM user_ids WHERE tenant = ?1 AND sourced_id = ?2")
+                .and_then(|mut st| st.execute(params![tenant, record.sourced_id]))
+                .map_err(backend("replacing a user's ids"))?;
+        }
         for (kind, identifier) in user_ids(record.fields.get("userIds").map_or("", String::as_str))
         {
             self.conn
@@ -559,7 +567,8 @@ impl Transaction for SqliteTransaction<'_> {
                 })
                 .map_err(backend("keeping undo information"))?;
         }
-        self.store.put_record(&self.tenant, &change.after)
+        self.store
+            .put_record_as(&self.tenant, &change.after, change.before.is_none())
     }
 
     fn commit(mut self: Box<Self>, batch: &Batch) -> StoreResult<()> {

@@ -51,9 +51,8 @@ const ROLES_AGREE: [[bool; 8]; 4] = {
 /// A reference to the file being read that did not resolve yet (it may be defined further down).
 struct Deferred {
     fp: Fp,
-    line: u64,
-    pos: usize,
-    value: String,
+    line: u32,
+    pos: u8,
 }
 
 /// Spec positions of the columns the link checks read, looked up once per file rather than once per row.
@@ -103,6 +102,10 @@ pub struct LinkPass {
     /// What each reference of the current batch found (kept to reuse its allocation).
     founds: Vec<Option<Found>>,
     deferred: Vec<Deferred>,
+    /// The text of each deferred id, once.
+    deferred_text: crate::index::FpMap<String>,
+    /// Ids the current row deferred already.
+    deferred_in_row: std::collections::HashSet<Fp>,
     /// Rows seen so far.
     pub rows: u64,
 }
@@ -130,6 +133,8 @@ impl LinkPass {
             touched: Vec::with_capacity(MAX_COLUMNS),
             founds: Vec::new(),
             deferred: Vec::new(),
+            deferred_text: crate::index::fp_map(),
+            deferred_in_row: std::collections::HashSet::new(),
             rows: 0,
         }
     }
@@ -172,8 +177,10 @@ impl LinkPass {
         founds.clear();
         founds.extend(refs.iter().map(|item| {
             let pos = item.pos as usize;
+            let target = self.target_of(pos);
             match self.targets[pos] {
-                Target::Check(_) => idx.lookup(self.target_of(pos), &item.fp),
+                // References into this same file are looked up row by row, after earlier rows are recorded.
+                Target::Check(_) if target != self.kind => idx.lookup(target, &item.fp),
                 _ => None,
             }
         }));
@@ -199,6 +206,9 @@ impl LinkPass {
                 self.fps[pos] = None;
                 self.found[pos] = None;
             }
+            if !self.deferred_in_row.is_empty() {
+                self.deferred_in_row.clear();
+            }
             self.enums = row.enums;
             for (i, item) in refs
                 .iter()
@@ -216,7 +226,11 @@ impl LinkPass {
                 }
                 let value = text_of(item.text);
                 let target = self.target_of(pos);
-                let found = founds[i];
+                let found = if target == self.kind {
+                    idx.lookup(target, &item.fp)
+                } else {
+                    founds[i]
+                };
                 self.resolve(
                     row.line,
                     pos,
@@ -296,13 +310,18 @@ impl LinkPass {
                     return;
                 }
                 if target == self.kind {
-                    // Defined further down the same file, perhaps: decide at the end.
-                    self.deferred.push(Deferred {
-                        fp,
-                        line,
-                        pos,
-                        value: v.to_string(),
-                    });
+                    // Defined further down the same file, perhaps: decide at the end. Kept compactly (the
+                    // text once per distinct id), and once per row however often the row repeats it.
+                    if self.deferred_in_row.insert(fp) {
+                        self.deferred.push(Deferred {
+                            fp,
+                            line: u32::try_from(line).unwrap_or(u32::MAX),
+                            pos: pos as u8,
+                        });
+                        self.deferred_text
+                            .entry(fp)
+                            .or_insert_with(|| v.to_string());
+                    }
                     return;
                 }
                 report.push(self.missing_reference(line, pos, target, severity, v));
@@ -523,9 +542,17 @@ impl LinkPass {
         };
         for d in std::mem::take(&mut self.deferred) {
             if !idx.contains(self.kind, &d.fp) {
-                report.push(self.missing_reference(d.line, d.pos, self.kind, severity, &d.value));
+                let value = self.deferred_text.get(&d.fp).map_or("", String::as_str);
+                report.push(self.missing_reference(
+                    u64::from(d.line),
+                    d.pos as usize,
+                    self.kind,
+                    severity,
+                    value,
+                ));
             }
         }
+        self.deferred_text = crate::index::fp_map();
         match self.kind {
             FileKind::Orgs => report_cycles(self.kind, &idx.orgs, report),
             FileKind::AcademicSessions => report_cycles(self.kind, &idx.sessions, report),

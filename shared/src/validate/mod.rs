@@ -26,6 +26,10 @@ const BATCHES_IN_FLIGHT: usize = 8;
 /// Bytes per row assumed when sizing a file's id index before reading it.
 const BYTES_PER_ROW_ESTIMATE: u64 = 72;
 
+/// The most rows an index is sized for up front: a size taken from the file (or a zip's header, which the
+/// sender writes) is only a hint, so beyond this the index grows with the rows actually read.
+const MOST_ROWS_RESERVED: u64 = 4_000_000;
+
 /// Opens and validates a `.zip`, a folder or a single CSV file.
 pub fn validate_path(
     path: &Path,
@@ -91,6 +95,16 @@ fn check_manifest(
         return Ok(modes);
     };
     let mut findings = Vec::new();
+    if bytes.len() >= crate::input::MANIFEST_LIMIT {
+        findings.push(
+            Finding::error(
+                Code::ManifestRow,
+                "manifest.csv is larger than 1 MiB; only its beginning was read",
+            )
+            .file("manifest.csv")
+            .hint("a manifest is a few dozen short rows: check that this is the right file"),
+        );
+    }
     let manifest = manifest::parse(&bytes, &mut findings);
     for finding in findings {
         report.push(finding);
@@ -176,6 +190,7 @@ fn target_for(
     target: FileKind,
     modes: &BTreeMap<FileKind, Option<Mode>>,
     single: bool,
+    ids_readable: bool,
     idx: &Indexes,
 ) -> Target {
     let severity_in = |m: Option<Mode>| match m {
@@ -183,7 +198,12 @@ fn target_for(
         _ => Severity::Error,
     };
     if target == kind {
-        return Target::Check(severity_in(mode));
+        // Without a readable sourcedId column the file's own ids are unknown (its header finding says why).
+        return if ids_readable {
+            Target::Check(severity_in(mode))
+        } else {
+            Target::Skip
+        };
     }
     if single {
         return Target::Skip;
@@ -239,13 +259,29 @@ fn check_file(
             progress.file_finished();
             return Ok(0);
         }
-        Next::TooLong { line } | Next::TooManyFields { line } => {
+        Next::TooLong { line } => {
+            report.push(
+                Finding::error(
+                    Code::CsvRecordTooLong,
+                    format!(
+                        "the header of {file} is longer than {} bytes; the file was not read",
+                        limits.max_record_bytes
+                    ),
+                )
+                .file(file)
+                .line(line)
+                .hint("check that this is a OneRoster CSV; raise --max-record-bytes if its header is genuinely that long"),
+            );
+            progress.file_finished();
+            return Ok(0);
+        }
+        Next::TooManyFields { line } => {
             report.push(
                 Finding::error(
                     Code::CsvTooManyFields,
                     format!(
-                        "the header of {file} is larger than the limits ({} fields, {} bytes); the file was not read",
-                        limits.max_columns, limits.max_record_bytes
+                        "the header of {file} has more than {} fields; the file was not read",
+                        limits.max_columns
                     ),
                 )
                 .file(file)
@@ -259,26 +295,74 @@ fn check_file(
     let names: Vec<Vec<u8>> = (0..reader.len())
         .map(|i| reader.field(i).to_vec())
         .collect();
+    // UTF-16 (what some spreadsheets call "Unicode text") shows as a byte-order mark or NULs in the header.
+    let raw_header = reader.record_bytes();
+    if raw_header.starts_with(b"\xff\xfe")
+        || raw_header.starts_with(b"\xfe\xff")
+        || raw_header.contains(&0)
+    {
+        report.push(
+            Finding::error(
+                Code::EncodingUtf16,
+                format!("{file} is not UTF-8 text (it looks like UTF-16); the file was not read"),
+            )
+            .file(file)
+            .line(header_line)
+            .hint("save the file as CSV UTF-8"),
+        );
+        progress.file_finished();
+        return Ok(0);
+    }
     let mut header_findings = Vec::new();
     let header = header::map_header(kind, header_line, &names, &mut header_findings);
     for finding in header_findings {
         report.push(finding);
     }
     let ids_readable = header.fields[0].is_some();
+    if mode == Some(Mode::Delta) {
+        // A delta row without status or dateLastModified means nothing: the columns are required here.
+        for (pos, code) in [
+            (1, Code::DeltaStatusBlank),
+            (2, Code::DeltaDateLastModifiedBlank),
+        ] {
+            if header.fields[pos].is_none() {
+                let name = kind.columns()[pos].name;
+                report.push(
+                    Finding::error(code, format!("{file} is declared delta but has no {name} column"))
+                        .file(file)
+                        .line(header_line)
+                        .column(name)
+                        .hint(format!("add the {name} column and fill it on every row, or declare the file as bulk")),
+                );
+            }
+        }
+    }
 
     let columns = kind.columns();
     let targets: Vec<Target> = columns
         .iter()
         .map(|c| match c.ty {
             ColumnType::Ref(t) | ColumnType::RefList(t) => {
-                target_for(kind, mode, t, modes, single, idx)
+                target_for(kind, mode, t, modes, single, ids_readable, idx)
             }
-            ColumnType::SchoolRef => target_for(kind, mode, FileKind::Orgs, modes, single, idx),
+            ColumnType::SchoolRef => {
+                target_for(kind, mode, FileKind::Orgs, modes, single, ids_readable, idx)
+            }
             _ => Target::Skip,
         })
         .collect();
-    let demographics_user = target_for(kind, mode, FileKind::Users, modes, single, idx);
-    let expected_rows = bundle_size.map_or(0, |bytes| (bytes / BYTES_PER_ROW_ESTIMATE) as usize);
+    let demographics_user = target_for(
+        kind,
+        mode,
+        FileKind::Users,
+        modes,
+        single,
+        ids_readable,
+        idx,
+    );
+    let expected_rows = bundle_size.map_or(0, |bytes| {
+        (bytes / BYTES_PER_ROW_ESTIMATE).min(MOST_ROWS_RESERVED) as usize
+    });
     if kind.is_referenced() {
         idx.reserve(kind, expected_rows);
     }

@@ -86,12 +86,13 @@ impl Indexes {
 
     /// Sizes the map for a file about to be read, so a large file does not rehash as it grows.
     pub fn reserve(&mut self, kind: FileKind, rows: usize) {
-        match kind {
-            FileKind::Users => self.users.reserve(rows),
-            FileKind::Classes => self.classes.reserve(rows),
-            FileKind::Orgs | FileKind::AcademicSessions => {}
-            other => self.others[other as usize].reserve(rows),
-        }
+        // Only a hint: if the memory is not there, the maps grow as rows arrive instead.
+        let _ = match kind {
+            FileKind::Users => self.users.try_reserve(rows),
+            FileKind::Classes => self.classes.try_reserve(rows),
+            FileKind::Orgs | FileKind::AcademicSessions => Ok(()),
+            other => self.others[other as usize].try_reserve(rows),
+        };
     }
 
     /// Records a row's id. Returns the line the id was first used on when it is a duplicate.

@@ -185,27 +185,9 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
 }
 
 fn bench_validate(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
-    let dir = data
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from(format!("target/bench/district-{users}")));
-    if !dir.join("manifest.csv").exists() {
-        let started = Instant::now();
-        let opts = GenOptions {
-            users,
-            ..GenOptions::default()
-        };
-        let summary =
-            generate(&opts, &dir, OutputFormat::Folder).context("generating the district")?;
-        println!(
-            "generated {} users, {} enrollments ({:.0} MB) in {:.1}s",
-            summary.users(),
-            summary.enrollments,
-            summary.bytes as f64 / 1e6,
-            started.elapsed().as_secs_f64()
-        );
-    }
+    let dir = district(users, data)?;
     let files = csv_files(&dir)?;
-    // Warm the page cache so both timed runs read from memory.
+    // Warm the page cache so every timed run reads from memory.
     raw_scan(&files)?;
     reset_peak_rss();
     let started = Instant::now();
@@ -216,51 +198,114 @@ fn bench_validate(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
     let started = Instant::now();
     let reader_rows = reader_scan(&files)?;
     let reader = started.elapsed().as_secs_f64();
+    if reader_rows != raw_rows {
+        bail!("the readers disagree: {reader_rows} records against {raw_rows}");
+    }
 
     reset_peak_rss();
     let started = Instant::now();
     let report = validate_path(&dir, &Limits::default(), &NoProgress)?;
     let validate = started.elapsed().as_secs_f64();
     let validate_peak = peak_rss_mb();
-    let rows: u64 = report.files.values().map(|f| f.rows).sum();
     if !report.valid {
         bail!(
             "the generated district did not validate: {} errors",
             report.counts.errors
         );
     }
+    let rows: u64 = report.files.values().map(|f| f.rows).sum();
     let mb = bytes as f64 / 1e6;
     println!(
-        "data: {} ({mb:.0} MB, {rows} data rows, {raw_rows} records with headers)",
+        "folder {} ({mb:.0} MB of CSV, {rows} data rows)",
         dir.display()
     );
     println!(
-        "{:<28} {:>9} {:>10} {:>14}",
+        "{:<30} {:>9} {:>10} {:>14}",
         "", "seconds", "MB/s", "peak RSS (MB)"
     );
     println!(
-        "{:<28} {raw:>9.2} {:>10.0} {:>14}",
+        "{:<30} {raw:>9.2} {:>10.0} {:>14}",
         "raw csv::ByteRecord scan",
         mb / raw,
         fmt_mb(raw_peak)
     );
     println!(
-        "{:<28} {reader:>9.2} {:>10.0} {:>14}",
+        "{:<30} {reader:>9.2} {:>10.0} {:>14}",
         "rollcall reader, no checks",
         mb / reader,
         ""
     );
-    if reader_rows != raw_rows {
-        bail!("the readers disagree: {reader_rows} records against {raw_rows}");
-    }
     println!(
-        "{:<28} {validate:>9.2} {:>10.0} {:>14}",
+        "{:<30} {validate:>9.2} {:>10.0} {:>14}",
         "rollcall validate",
         mb / validate,
         fmt_mb(validate_peak)
     );
     println!("validate / raw scan: {:.2}×", validate / raw);
+
+    // The same district as the zip a district uploads (what `rollcall gen` writes by default).
+    let zip = dir.with_extension("zip");
+    if !zip.exists() {
+        let opts = GenOptions {
+            users,
+            ..GenOptions::default()
+        };
+        generate(&opts, &zip, OutputFormat::Zip).context("generating the district as a zip")?;
+    }
+    let started = Instant::now();
+    let zip_rows = raw_zip_scan(&zip)?;
+    let raw_zip = started.elapsed().as_secs_f64();
+    reset_peak_rss();
+    let started = Instant::now();
+    let report = validate_path(&zip, &Limits::default(), &NoProgress)?;
+    let validate_zip = started.elapsed().as_secs_f64();
+    let zip_peak = peak_rss_mb();
+    if !report.valid || zip_rows != raw_rows {
+        bail!(
+            "the zip did not validate the same way ({} errors, {zip_rows} records)",
+            report.counts.errors
+        );
+    }
+    println!(
+        "\nzip {} ({:.0} MB compressed)",
+        zip.display(),
+        std::fs::metadata(&zip)?.len() as f64 / 1e6
+    );
+    println!(
+        "{:<30} {raw_zip:>9.2} {:>10.0} {:>14}",
+        "raw inflate + ByteRecord scan",
+        mb / raw_zip,
+        ""
+    );
+    println!(
+        "{:<30} {validate_zip:>9.2} {:>10.0} {:>14}",
+        "rollcall validate",
+        mb / validate_zip,
+        fmt_mb(zip_peak)
+    );
+    println!("validate / raw scan: {:.2}×", validate_zip / raw_zip);
     Ok(())
+}
+
+/// Inflates every CSV entry of a zip and reads its records with `csv::ByteRecord`.
+fn raw_zip_scan(path: &Path) -> anyhow::Result<u64> {
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(path)?)?;
+    let mut rows = 0;
+    for i in 0..zip.len() {
+        let entry = zip.by_index(i)?;
+        if !entry.name()?.ends_with(".csv") {
+            continue;
+        }
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(entry);
+        let mut record = csv::ByteRecord::new();
+        while reader.read_byte_record(&mut record)? {
+            rows += 1;
+        }
+    }
+    Ok(rows)
 }
 
 fn csv_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {

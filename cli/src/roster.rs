@@ -326,6 +326,23 @@ pub fn outcome_text(outcome: &SyncOutcome) -> String {
             );
         }
     }
+    // The records behind the counts worth a look.
+    for ((entity, action), ids) in &outcome.samples {
+        let c = outcome.counts.get(entity).copied().unwrap_or_default();
+        let total = match *action {
+            "update" => c.update,
+            "archive" => c.archive,
+            "restore" => c.restore,
+            _ => c.kept_manual,
+        };
+        let more = total.saturating_sub(ids.len() as u64);
+        let more = if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        };
+        let _ = writeln!(out, "  {entity} {action}: {}{more}", ids.join(", "));
+    }
     for reason in &outcome.held_reasons {
         let _ = writeln!(out, "held: {reason}");
     }

@@ -4,8 +4,8 @@
 
 use crate::model::{Batch, Entity, Origin, Record, Tenant};
 use crate::plan::{Action, Plan, PlanError, Sink, created, merged};
+use crate::rows::Row;
 use crate::store::{Change, Store, Transaction};
-use std::collections::BTreeMap;
 
 /// Writes decisions as they come; also counts them, so the applied counts are the ones actually written.
 pub struct Applier<'a> {
@@ -77,11 +77,11 @@ impl Sink for Applier<'_> {
         entity: Entity,
         action: Action,
         sourced_id: &str,
-        sis: Option<&BTreeMap<String, String>>,
+        row: Option<&Row<'_>>,
     ) -> Result<(), PlanError> {
-        self.plan.decided(entity, action, sourced_id, sis)?;
-        let empty = BTreeMap::new();
-        let sis = sis.unwrap_or(&empty);
+        self.plan.decided(entity, action, sourced_id, row)?;
+        // The values are copied out of the row only for records that are written.
+        let sis = || row.map(Row::fields).unwrap_or_default();
         match action {
             Action::Unchanged | Action::OutOfScope | Action::KeptManual { write: false } => Ok(()),
             Action::Archive => {
@@ -89,12 +89,12 @@ impl Sink for Applier<'_> {
                 Ok(())
             }
             Action::Create => {
-                let after = created(entity, sourced_id, sis, &self.batch);
+                let after = created(entity, sourced_id, &sis(), &self.batch);
                 self.write(None, after)
             }
             Action::Update | Action::Restore | Action::KeptManual { write: true } => {
                 let before = self.existing(entity, sourced_id)?;
-                let mut after = merged(&before, sis, self.tenant.policy, &self.batch);
+                let mut after = merged(&before, &sis(), self.tenant.policy, &self.batch);
                 after.batch = Some(self.batch.clone());
                 if action == Action::Restore {
                     after.active = true;

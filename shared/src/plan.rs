@@ -7,7 +7,8 @@
 use crate::index::{Fp, FpMap, fp_map};
 use crate::input::{Bundle, InputError};
 use crate::limits::Limits;
-use crate::model::{Counts, Entity, Origin, Policy, Provenance, Record, Tenant, content_hash};
+use crate::model::{Counts, Entity, Origin, Policy, Provenance, Record, Tenant};
+use crate::progress::Progress;
 use crate::rows::{Row, for_each_row};
 use crate::spec::Mode;
 use crate::store::{Store, StoreError};
@@ -40,13 +41,13 @@ pub enum Action {
 
 /// Receives every decision of the walk.
 pub trait Sink {
-    /// `sis` holds the values the SIS sent (for every action but archives of omitted records).
+    /// `row` is what the SIS sent (for every action but archives of records a bulk file left out).
     fn decided(
         &mut self,
         entity: Entity,
         action: Action,
         sourced_id: &str,
-        sis: Option<&BTreeMap<String, String>>,
+        row: Option<&Row<'_>>,
     ) -> Result<(), PlanError>;
 }
 
@@ -87,20 +88,21 @@ impl Scope {
         };
         if !scope.filters.schools.is_empty() {
             for org in store.list_records(&tenant.id, Entity::Orgs)? {
-                scope.note_org(&org.sourced_id, &org.fields);
+                let field = |name: &str| org.fields.get(name).map(String::as_str);
+                scope.note_org(&org.sourced_id, field("type"), field("identifier"));
             }
         }
         Ok(scope)
     }
 
-    fn note_org(&mut self, id: &str, fields: &BTreeMap<String, String>) {
-        if fields.get("type").map(String::as_str) == Some("school") {
+    fn note_org(&mut self, id: &str, kind: Option<&str>, identifier: Option<&str>) {
+        if kind == Some("school") {
             let wanted = self.filters.schools.is_empty()
                 || self
                     .filters
                     .schools
                     .iter()
-                    .any(|s| s == id || fields.get("identifier").is_some_and(|i| i == s));
+                    .any(|s| s == id || identifier == Some(s.as_str()));
             self.schools.insert(Fp::of(id.as_bytes()), wanted);
         }
     }
@@ -117,12 +119,12 @@ impl Scope {
         if self.filters.is_empty() {
             return true;
         }
-        let field = |name: &str| row.fields.get(name).map_or("", String::as_str);
-        let fp = Fp::of(row.sourced_id.as_bytes());
+        let field = |name: &str| row.get(name).unwrap_or("");
+        let fp = Fp::of(row.sourced_id().as_bytes());
         match entity {
             Entity::Orgs => {
-                self.note_org(&row.sourced_id, &row.fields);
-                self.org_in(&row.sourced_id)
+                self.note_org(row.sourced_id(), row.get("type"), row.get("identifier"));
+                self.org_in(row.sourced_id())
             }
             Entity::AcademicSessions => true,
             Entity::Courses => self.org_in(field("orgSourcedId")),
@@ -169,6 +171,7 @@ pub fn walk(
     tenant: &Tenant,
     store: &dyn Store,
     limits: &Limits,
+    progress: &dyn Progress,
     sink: &mut dyn Sink,
 ) -> Result<Walked, PlanError> {
     let mut walked = Walked::default();
@@ -195,23 +198,33 @@ pub fn walk(
         let Some(mode) = modes.get(&kind).copied().flatten() else {
             continue;
         };
-        for_each_row(bundle, kind, limits, |row: Row| -> Result<(), PlanError> {
-            let fp = Fp::of(row.sourced_id.as_bytes());
-            let existing = known.get_mut(&fp).map(|k| {
-                k.seen = true;
-                *k
-            });
-            let action = if scope.admits(entity, &row) {
-                decide(tenant, store, entity, &row, existing)?
-            } else {
-                match existing {
-                    Some(k) if k.active && !k.manual_origin => Action::Archive,
-                    _ => Action::OutOfScope,
-                }
-            };
-            sink.decided(entity, action, &row.sourced_id, Some(&row.fields))
-        })?;
-        if mode == Mode::Bulk {
+        for_each_row(
+            bundle,
+            kind,
+            limits,
+            progress,
+            |row: &Row<'_>| -> Result<(), PlanError> {
+                let fp = Fp::of(row.sourced_id().as_bytes());
+                let existing = known.get_mut(&fp).map(|k| {
+                    k.seen = true;
+                    *k
+                });
+                let action = if scope.admits(entity, row) {
+                    decide(tenant, store, entity, row, existing)?
+                } else {
+                    match existing {
+                        Some(k) if k.active && !k.manual_origin => Action::Archive,
+                        _ => Action::OutOfScope,
+                    }
+                };
+                sink.decided(entity, action, row.sourced_id(), Some(row))
+            },
+        )?;
+        let omitted = known
+            .values()
+            .filter(|k| !k.seen && k.active && !k.manual_origin)
+            .count();
+        if mode == Mode::Bulk && omitted > 0 {
             // A bulk file is the whole set: what it leaves out is archived (records made by hand stay).
             let mut omitted = Vec::new();
             store.snapshot(&tenant.id, entity, &mut |s| {
@@ -237,12 +250,12 @@ fn decide(
     tenant: &Tenant,
     store: &dyn Store,
     entity: Entity,
-    row: &Row,
+    row: &Row<'_>,
     existing: Option<Known>,
 ) -> Result<Action, PlanError> {
     let preserve = tenant.policy == Policy::PreserveManual;
     let Some(k) = existing else {
-        return Ok(if row.deleting {
+        return Ok(if row.deleting() {
             Action::Unchanged
         } else {
             Action::Create
@@ -251,17 +264,17 @@ fn decide(
     if k.manual_origin && preserve {
         // A record made by hand that the SIS also sends: under preserve_manual the manual record stands.
         return Ok(Action::KeptManual {
-            write: !row.deleting && content_hash(&row.fields) != k.sis_hash,
+            write: !row.deleting() && row.hash() != k.sis_hash,
         });
     }
-    if row.deleting {
+    if row.deleting() {
         return Ok(if k.active {
             Action::Archive
         } else {
             Action::Unchanged
         });
     }
-    let hash = content_hash(&row.fields);
+    let hash = row.hash();
     if !k.active {
         return Ok(if k.manual_archive && preserve {
             Action::KeptManual {
@@ -279,10 +292,10 @@ fn decide(
         });
     }
     // Manual work on the record: compare what would be in force after the sync with what is in force now.
-    let Some(record) = store.get_record(&tenant.id, entity, &row.sourced_id)? else {
+    let Some(record) = store.get_record(&tenant.id, entity, row.sourced_id())? else {
         return Ok(Action::Create);
     };
-    let after = merged(&record, &row.fields, tenant.policy, "");
+    let after = merged(&record, &row.fields(), tenant.policy, "");
     Ok(if after.fields != record.fields {
         Action::Update
     } else if after.sis_fields != record.sis_fields {
@@ -290,7 +303,7 @@ fn decide(
     } else if record
         .manual_fields()
         .filter(|f| !entity.product_fields().contains(f))
-        .any(|f| record.fields.get(f) != row.fields.get(f))
+        .any(|f| record.fields.get(f).map(String::as_str) != row.get(f))
     {
         Action::KeptManual { write: false }
     } else {
@@ -396,7 +409,7 @@ impl Sink for Plan {
         entity: Entity,
         action: Action,
         sourced_id: &str,
-        _sis: Option<&BTreeMap<String, String>>,
+        _row: Option<&Row<'_>>,
     ) -> Result<(), PlanError> {
         let counts = self.counts.entry(entity).or_default();
         let label = match action {
@@ -444,11 +457,12 @@ pub fn plan(
     tenant: &Tenant,
     store: &dyn Store,
     limits: &Limits,
+    progress: &dyn Progress,
 ) -> Result<Plan, PlanError> {
     let mut plan = Plan::default();
     for entity in Entity::ALL {
         plan.counts.insert(entity, Counts::default());
     }
-    plan.walked = walk(bundle, modes, tenant, store, limits, &mut plan)?;
+    plan.walked = walk(bundle, modes, tenant, store, limits, progress, &mut plan)?;
     Ok(plan)
 }

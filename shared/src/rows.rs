@@ -1,20 +1,90 @@
 //! Rows of a validated bundle by column name, for planning. Streams one file at a time with the same reader
-//! the validator uses; only the row at hand is held.
+//! the validator uses; only the row at hand is held, and a row's values are copied out only for records that
+//! are written (an unchanged record is recognised by its hash, computed in place).
 
 use crate::csvread::{Next, RecordReader};
 use crate::input::{Bundle, InputError};
 use crate::limits::Limits;
+use crate::progress::Progress;
 use crate::spec::FileKind;
 use std::collections::BTreeMap;
+use std::io::Read;
 
-/// One data row: its sourcedId, whether it deletes, and its other non-blank values by column name.
-pub struct Row {
+/// The columns of a file, resolved once.
+struct Columns {
+    names: Vec<String>,
+    id: Option<usize>,
+    status: Option<usize>,
+    /// Value columns (all but sourcedId, status, dateLastModified) in name order, as hashing wants them.
+    values: Vec<usize>,
+}
+
+/// Field access to the record a reader holds, whatever it reads from.
+trait Fields {
+    fn field(&self, i: usize) -> &[u8];
+}
+
+impl<R: Read> Fields for RecordReader<R> {
+    fn field(&self, i: usize) -> &[u8] {
+        RecordReader::field(self, i)
+    }
+}
+
+/// One data row, read in place.
+pub struct Row<'a> {
     pub line: u64,
-    pub sourced_id: String,
+    columns: &'a Columns,
+    reader: &'a dyn Fields,
+}
+
+impl Row<'_> {
+    fn text(&self, i: usize) -> &str {
+        std::str::from_utf8(self.reader.field(i)).unwrap_or("")
+    }
+
+    pub fn sourced_id(&self) -> &str {
+        self.columns.id.map_or("", |i| self.text(i))
+    }
+
     /// `status` is `tobedeleted` (or the 1.0 `inactive`).
-    pub deleting: bool,
-    /// Non-blank values, without `sourcedId`, `status` and `dateLastModified`.
-    pub fields: BTreeMap<String, String>,
+    pub fn deleting(&self) -> bool {
+        matches!(
+            self.columns.status.map(|i| self.reader.field(i)),
+            Some(b"tobedeleted" | b"inactive")
+        )
+    }
+
+    /// A non-blank value by column name.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        let i = self.columns.names.iter().position(|n| n == name)?;
+        Some(self.text(i)).filter(|v| !v.is_empty())
+    }
+
+    /// The non-blank values by column name (without sourcedId, status and dateLastModified).
+    pub fn fields(&self) -> BTreeMap<String, String> {
+        self.columns
+            .values
+            .iter()
+            .filter(|&&i| !self.reader.field(i).is_empty())
+            .map(|&i| (self.columns.names[i].clone(), self.text(i).to_string()))
+            .collect()
+    }
+
+    /// The same hash as [`crate::model::content_hash`] of [`Row::fields`], without building them.
+    pub fn hash(&self) -> u64 {
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        for &i in &self.columns.values {
+            let value = self.reader.field(i);
+            if value.is_empty() {
+                continue;
+            }
+            h.update(self.columns.names[i].as_bytes());
+            h.update(&[0]);
+            h.update(value);
+            h.update(&[0]);
+        }
+        h.digest()
+    }
 }
 
 /// Calls `each` for every row of one file of the bundle, in file order.
@@ -22,7 +92,21 @@ pub fn for_each_row<E: From<InputError>>(
     bundle: &mut Bundle,
     kind: FileKind,
     limits: &Limits,
-    mut each: impl FnMut(Row) -> Result<(), E>,
+    progress: &dyn Progress,
+    mut each: impl FnMut(&Row<'_>) -> Result<(), E>,
+) -> Result<(), E> {
+    progress.file_started(kind.file_name(), bundle.size(kind));
+    let result = read_rows(bundle, kind, limits, progress, &mut each);
+    progress.file_finished();
+    result
+}
+
+fn read_rows<E: From<InputError>>(
+    bundle: &mut Bundle,
+    kind: FileKind,
+    limits: &Limits,
+    progress: &dyn Progress,
+    each: &mut impl FnMut(&Row<'_>) -> Result<(), E>,
 ) -> Result<(), E> {
     let path = bundle.path().to_path_buf();
     let read_error = |source| InputError::Entry {
@@ -32,36 +116,40 @@ pub fn for_each_row<E: From<InputError>>(
     };
     let stream = bundle.open_file(kind)?;
     let mut reader = RecordReader::new(stream, limits.max_record_bytes, limits.max_columns);
-    let header: Vec<String> = match reader.next_record().map_err(read_error)? {
+    let names: Vec<String> = match reader.next_record().map_err(read_error)? {
         Next::Record { .. } => (0..reader.len())
             .map(|i| String::from_utf8_lossy(reader.field(i)).into_owned())
             .collect(),
         _ => return Ok(()),
     };
-    let position = |name: &str| header.iter().position(|h| h == name);
-    let (id_at, status_at) = (position("sourcedId"), position("status"));
+    let position = |name: &str| names.iter().position(|h| h == name);
+    let mut values: Vec<usize> = (0..names.len())
+        .filter(|&i| {
+            !matches!(
+                names[i].as_str(),
+                "sourcedId" | "status" | "dateLastModified"
+            )
+        })
+        .collect();
+    values.sort_by(|&a, &b| names[a].cmp(&names[b]));
+    let columns = Columns {
+        id: position("sourcedId"),
+        status: position("status"),
+        values,
+        names,
+    };
+    let mut rows: u64 = 0;
     loop {
+        rows += 1;
+        if rows % 65_536 == 0 {
+            progress.advanced(reader.bytes_read());
+        }
         match reader.next_record().map_err(read_error)? {
-            Next::Record { line } => {
-                let text = |i: usize| String::from_utf8_lossy(reader.field(i)).into_owned();
-                let mut fields = BTreeMap::new();
-                for (i, name) in header.iter().enumerate() {
-                    if matches!(name.as_str(), "sourcedId" | "status" | "dateLastModified") {
-                        continue;
-                    }
-                    let value = reader.field(i);
-                    if !value.is_empty() {
-                        fields.insert(name.clone(), text(i));
-                    }
-                }
-                let status = status_at.map(|i| reader.field(i)).unwrap_or_default();
-                each(Row {
-                    line,
-                    sourced_id: id_at.map(text).unwrap_or_default(),
-                    deleting: status == b"tobedeleted" || status == b"inactive",
-                    fields,
-                })?;
-            }
+            Next::Record { line } => each(&Row {
+                line,
+                columns: &columns,
+                reader: &reader,
+            })?,
             Next::TooLong { .. } | Next::TooManyFields { .. } => {}
             Next::End => return Ok(()),
         }

@@ -320,6 +320,7 @@ pub fn sync(
         &tenant,
         store,
         &opts.limits,
+        progress,
     )?;
     let first_sync = !store
         .list_batches(&tenant.id)?
@@ -339,20 +340,47 @@ pub fn sync(
     if opts.dry_run {
         return Ok(outcome);
     }
-    let kept = keep_bundle(path, &opts.keep_dir.join(&id)).map_err(|source| SyncError::Keep {
-        path: opts.keep_dir.display().to_string(),
-        source,
-    })?;
-    batch.bundle = kept.display().to_string();
     batch.counts = planned.counts.clone();
     if !reasons.is_empty() {
+        // Held: keep a copy of the bundle, so approving later applies exactly what was planned.
+        let kept =
+            keep_bundle(path, &opts.keep_dir.join(&id)).map_err(|source| SyncError::Keep {
+                path: opts.keep_dir.display().to_string(),
+                source,
+            })?;
+        batch.bundle = kept.display().to_string();
         batch.status = BatchStatus::Held;
         batch.held_reasons = reasons;
         store.put_batch(&batch)?;
         outcome.status = SyncStatus::Held;
         return Ok(outcome);
     }
-    let (writes, applied) = apply_batch(store, &tenant, &mut batch, &modes, &opts.limits, &kept)?;
+    batch.bundle = path.display().to_string();
+    if planned
+        .counts
+        .values()
+        .all(|c| c.create + c.update + c.archive + c.restore == 0)
+        && !planned
+            .samples
+            .keys()
+            .any(|(_, action)| *action == "kept_manual")
+    {
+        // Nothing to write: record the batch as applied without walking the bundle a second time.
+        batch.status = BatchStatus::Applied;
+        batch.updated_at = now();
+        store.put_batch(&batch)?;
+        outcome.status = SyncStatus::Applied;
+        return Ok(outcome);
+    }
+    let (writes, applied) = apply_batch(
+        store,
+        &tenant,
+        &mut batch,
+        &modes,
+        &opts.limits,
+        path,
+        progress,
+    )?;
     outcome.status = SyncStatus::Applied;
     outcome.counts = applied.counts;
     outcome.writes = writes;
@@ -387,13 +415,22 @@ fn apply_batch(
     modes: &BTreeMap<FileKind, Option<Mode>>,
     limits: &Limits,
     bundle_path: &Path,
+    progress: &dyn Progress,
 ) -> Result<(u64, Plan), SyncError> {
     let mut bundle = Bundle::open(bundle_path, limits)?;
     let mut applier = Applier::begin(store, tenant, &batch.id)?;
     for entity in Entity::ALL {
         applier.plan.counts.insert(entity, Counts::default());
     }
-    let walked = walk(&mut bundle, modes, tenant, store, limits, &mut applier)?;
+    let walked = walk(
+        &mut bundle,
+        modes,
+        tenant,
+        store,
+        limits,
+        progress,
+        &mut applier,
+    )?;
     applier.plan.walked = walked;
     let counts = applier.plan.counts.clone();
     batch.status = BatchStatus::Applied;
@@ -423,7 +460,15 @@ pub fn approve(
     }
     let report = crate::validate::validate_path(&kept, &opts.limits, &crate::progress::NoProgress)?;
     let modes = modes_of(&report);
-    let (writes, applied) = apply_batch(store, &tenant, &mut batch, &modes, &opts.limits, &kept)?;
+    let (writes, applied) = apply_batch(
+        store,
+        &tenant,
+        &mut batch,
+        &modes,
+        &opts.limits,
+        &kept,
+        &crate::progress::NoProgress,
+    )?;
     Ok(SyncOutcome {
         batch: batch.id,
         status: SyncStatus::Applied,

@@ -58,7 +58,7 @@ fn district(users: u64, data: Option<&Path>) -> anyhow::Result<PathBuf> {
         };
         let summary =
             generate(&opts, &dir, OutputFormat::Folder).context("generating the district")?;
-        println!(
+        outln!(
             "generated {} users, {} enrollments ({:.0} MB) in {:.1}s",
             summary.users(),
             summary.enrollments,
@@ -147,9 +147,13 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
         ],
     )?;
 
-    println!(
+    outln!(
         "{:<26} {:>9} {:>14} {:>14} {:>10}",
-        "run", "seconds", "rows written", "peak RSS (MB)", "status"
+        "run",
+        "seconds",
+        "rows written",
+        "peak RSS (MB)",
+        "status"
     );
     let mut first_secs = 0.0;
     for (label, bundle) in [
@@ -171,16 +175,16 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
             "{label}: {}",
             outcome.status.as_str()
         );
-        println!(
+        outln!(
             "{label:<26} {secs:>9.2} {written:>14} {:>14} {:>10}",
             fmt_mb(peak_rss_mb()),
             outcome.status.as_str()
         );
         if label == "no-op resync" {
-            println!("{:<26} {:>9.2}", "  no-op / first", secs / first_secs);
+            outln!("{:<26} {:>9.2}", "  no-op / first", secs / first_secs);
         }
     }
-    println!("users changed in the 1% run: {changed} of {total}");
+    outln!("users changed in the 1% run: {changed} of {total}");
     Ok(())
 }
 
@@ -215,33 +219,36 @@ fn bench_validate(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
     }
     let rows: u64 = report.files.values().map(|f| f.rows).sum();
     let mb = bytes as f64 / 1e6;
-    println!(
+    outln!(
         "folder {} ({mb:.0} MB of CSV, {rows} data rows)",
         dir.display()
     );
-    println!(
+    outln!(
         "{:<30} {:>9} {:>10} {:>14}",
-        "", "seconds", "MB/s", "peak RSS (MB)"
+        "",
+        "seconds",
+        "MB/s",
+        "peak RSS (MB)"
     );
-    println!(
+    outln!(
         "{:<30} {raw:>9.2} {:>10.0} {:>14}",
         "raw csv::ByteRecord scan",
         mb / raw,
         fmt_mb(raw_peak)
     );
-    println!(
+    outln!(
         "{:<30} {reader:>9.2} {:>10.0} {:>14}",
         "rollcall reader, no checks",
         mb / reader,
         ""
     );
-    println!(
+    outln!(
         "{:<30} {validate:>9.2} {:>10.0} {:>14}",
         "rollcall validate",
         mb / validate,
         fmt_mb(validate_peak)
     );
-    println!("validate / raw scan: {:.2}×", validate / raw);
+    outln!("validate / raw scan: {:.2}×", validate / raw);
 
     // The same district as the zip a district uploads (what `rollcall gen` writes by default).
     let zip = dir.with_extension("zip");
@@ -266,24 +273,24 @@ fn bench_validate(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
             report.counts.errors
         );
     }
-    println!(
+    outln!(
         "\nzip {} ({:.0} MB compressed)",
         zip.display(),
         std::fs::metadata(&zip)?.len() as f64 / 1e6
     );
-    println!(
+    outln!(
         "{:<30} {raw_zip:>9.2} {:>10.0} {:>14}",
         "raw inflate + ByteRecord scan",
         mb / raw_zip,
         ""
     );
-    println!(
+    outln!(
         "{:<30} {validate_zip:>9.2} {:>10.0} {:>14}",
         "rollcall validate",
         mb / validate_zip,
         fmt_mb(zip_peak)
     );
-    println!("validate / raw scan: {:.2}×", validate_zip / raw_zip);
+    outln!("validate / raw scan: {:.2}×", validate_zip / raw_zip);
     Ok(())
 }
 

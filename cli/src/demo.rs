@@ -52,7 +52,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let summary =
         generate(&gen_opts, &day1, OutputFormat::Folder).context("generating the demo district")?;
-    println!(
+    outln!(
         "   {} schools, {} users, {} classes, {} enrollments",
         summary.schools,
         summary.users(),
@@ -60,7 +60,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         summary.enrollments
     );
     let report = validate_path(&day1, &Limits::default(), &NoProgress)?;
-    println!(
+    outln!(
         "   rollcall validate: {}",
         report.render_text(rollcall::Style::Plain, 3).trim()
     );
@@ -130,7 +130,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         &[("primaryAdministrator".into(), "true".into())],
         "support",
     )?;
-    println!("   the SIS then renames the same class again; the next sync keeps the manual title:");
+    outln!("   the SIS then renames the same class again; the next sync keeps the manual title:");
     let day3 = copy_bundle(&day2, &root.join("day3"))?;
     set_field(
         &day3,
@@ -144,7 +144,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let kept = store
         .get_record(TENANT, Entity::Classes, &class)?
         .context("the class is stored")?;
-    println!(
+    outln!(
         "   rollcall show --tenant maple classes {class}: title {:?} (manual, by support); the SIS's {:?} is kept beside it",
         kept.fields.get("title").map_or("", String::as_str),
         kept.sis_fields.get("title").map_or("", String::as_str)
@@ -152,7 +152,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let admin = store
         .get_record(TENANT, Entity::Users, "tch-000001")?
         .context("the teacher is stored")?;
-    println!(
+    outln!(
         "   tch-000001 primaryAdministrator = {:?}",
         admin
             .fields
@@ -189,17 +189,17 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     keep_fraction(&broken, "enrollments.csv", 10)?;
     let held = synced(&store, &broken, &opts)?;
     expect(&held, SyncStatus::Held)?;
-    println!(
+    outln!(
         "   ops look at it and reject it: rollcall reject {}",
         held.batch
     );
-    reject(&store, &held.batch)?;
+    reject(&store, &held.batch, &opts)?;
     let active = store
         .list_records(TENANT, Entity::Enrollments)?
         .iter()
         .filter(|r| r.active)
         .count();
-    println!("   the roster still has {active} active enrollments.");
+    outln!("   the roster still has {active} active enrollments.");
 
     step(7, "rollcall history --tenant maple");
     for b in store.list_batches(TENANT)? {
@@ -213,24 +213,22 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         } else {
             "changes planned"
         };
-        println!("   {} {:<10} {changes} {label}", b.id, b.status.as_str());
+        outln!("   {} {:<10} {changes} {label}", b.id, b.status.as_str());
     }
     if args.keep.is_none() {
-        println!(
-            "\n(pass --keep DIR to keep the bundles and the roster database and look at them)"
-        );
+        outln!("\n(pass --keep DIR to keep the bundles and the roster database and look at them)");
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn step(n: u32, text: &str) {
-    println!("\n{n}. {text}");
+    outln!("\n{n}. {text}");
 }
 
 fn synced(store: &SqliteStore, bundle: &Path, opts: &SyncOptions) -> anyhow::Result<SyncOutcome> {
     let outcome = sync(store, TENANT, bundle, opts, &NoProgress)?;
     for line in outcome_text(&outcome).lines() {
-        println!("   {line}");
+        outln!("   {line}");
     }
     Ok(outcome)
 }

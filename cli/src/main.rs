@@ -1,5 +1,22 @@
 //! The `rollcall` command: parses arguments, calls the library, prints. Nothing here decides what is valid.
 
+/// `print!` that ignores a closed standard output (`rollcall show ... | head`) instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::emit(&format!($($arg)*))
+    };
+}
+
+/// `println!` that ignores a closed standard output.
+macro_rules! outln {
+    () => {
+        $crate::emit("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::emit(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod bench;
 mod demo;
 mod progress;
@@ -293,7 +310,7 @@ fn run_gen(args: &GenArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let summary = generate(&opts, &args.out, gen_format(&args.out, args.format))
         .with_context(|| format!("generating a district into {}", args.out.display()))?;
-    println!(
+    outln!(
         "wrote {}: {} schools, {} users ({} students, {} teachers, {} administrators, {} guardians), {} courses, {} classes, {} enrollments, {:.1} MB of CSV in {:.1}s",
         args.out.display(),
         summary.schools,

@@ -79,6 +79,9 @@ pub struct TenantSettings {
     /// Hold a sync that would update more than this fraction of an entity's active records.
     #[arg(long, value_name = "FRACTION")]
     update_threshold: Option<f64>,
+    /// A threshold for one entity, as ENTITY:ARCHIVE:UPDATE (for example enrollments:0.2:0.8); repeat for several.
+    #[arg(long = "entity-threshold", value_name = "ENTITY:ARCHIVE:UPDATE")]
+    entity_thresholds: Vec<String>,
     /// Refuse records created by hand (the district's system is the only source).
     #[arg(long)]
     no_manual_creation: bool,
@@ -125,6 +128,21 @@ impl TenantSettings {
             archive: self.archive_threshold.unwrap_or(t.threshold.archive),
             update: self.update_threshold.unwrap_or(t.threshold.update),
         };
+        for spec in &self.entity_thresholds {
+            let parts: Vec<&str> = spec.split(':').collect();
+            let parsed = match parts.as_slice() {
+                [e, a, u] => Entity::parse(e)
+                    .zip(a.parse::<f64>().ok())
+                    .zip(u.parse::<f64>().ok()),
+                _ => None,
+            };
+            let ((entity, archive), update) = parsed
+                .filter(|((_, a), u)| (0.0..=1.0).contains(a) && (0.0..=1.0).contains(u))
+                .with_context(|| {
+                    format!("--entity-threshold takes ENTITY:ARCHIVE:UPDATE with fractions, for example enrollments:0.2:0.8; got {spec:?}")
+                })?;
+            t.thresholds.insert(entity, Threshold { archive, update });
+        }
         if self.no_manual_creation {
             t.manual_creation = false;
         }
@@ -175,7 +193,7 @@ pub fn run_tenant(db: &DbArgs, command: &TenantCommand) -> anyhow::Result<ExitCo
             let mut t = Tenant::new(id);
             settings.apply(&mut t)?;
             store.put_tenant(&t)?;
-            println!("added tenant {}", describe_tenant(&t));
+            outln!("added tenant {}", describe_tenant(&t));
         }
         TenantCommand::Set { id, settings } => {
             let mut t = store.get_tenant(id)?.with_context(|| {
@@ -183,15 +201,15 @@ pub fn run_tenant(db: &DbArgs, command: &TenantCommand) -> anyhow::Result<ExitCo
             })?;
             settings.apply(&mut t)?;
             store.put_tenant(&t)?;
-            println!("updated tenant {}", describe_tenant(&t));
+            outln!("updated tenant {}", describe_tenant(&t));
         }
         TenantCommand::List => {
             let tenants = store.list_tenants()?;
             if tenants.is_empty() {
-                println!("no tenants yet; add one with `rollcall tenant add ID`");
+                outln!("no tenants yet; add one with `rollcall tenant add ID`");
             }
             for t in tenants {
-                println!("{}", describe_tenant(&t));
+                outln!("{}", describe_tenant(&t));
             }
         }
     }
@@ -283,11 +301,11 @@ fn exit_for(status: SyncStatus) -> ExitCode {
 
 pub fn print_outcome(outcome: &SyncOutcome, format: ReportFormat) {
     match format {
-        ReportFormat::Json => println!(
+        ReportFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(outcome).unwrap_or_default()
         ),
-        ReportFormat::Text => print!("{}", outcome_text(outcome)),
+        ReportFormat::Text => out!("{}", outcome_text(outcome)),
     }
 }
 
@@ -394,8 +412,8 @@ pub fn run_approve(db: &DbArgs, args: &BatchArgs) -> anyhow::Result<ExitCode> {
 
 pub fn run_reject(db: &DbArgs, args: &BatchArgs) -> anyhow::Result<ExitCode> {
     let store = db.open()?;
-    let batch = reject(&store, &args.batch)?;
-    println!("batch {} rejected: nothing from it was applied", batch.id);
+    let batch = reject(&store, &args.batch, &SyncOptions::new(db.keep_dir()))?;
+    outln!("batch {} rejected: nothing from it was applied", batch.id);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -416,7 +434,7 @@ pub fn run_rollback(db: &DbArgs, args: &RollbackArgs) -> anyhow::Result<ExitCode
         args.force,
         &SyncOptions::new(db.keep_dir()),
     )?;
-    println!(
+    outln!(
         "batch {} rolled back: every record it changed is as it was before",
         batch.id
     );
@@ -457,6 +475,9 @@ pub struct RecordArgs {
     /// orgs, academicSessions, courses, classes, users, demographics or enrollments.
     entity: String,
     sourced_id: String,
+    /// Who makes the change (recorded as its provenance).
+    #[arg(long, default_value_t = whoami())]
+    by: String,
 }
 
 pub fn run_edit(db: &DbArgs, args: &EditArgs, create: bool) -> anyhow::Result<ExitCode> {
@@ -472,7 +493,7 @@ pub fn run_edit(db: &DbArgs, args: &EditArgs, create: bool) -> anyhow::Result<Ex
     } else {
         edit::edit(&store, &args.tenant, e, &args.sourced_id, &sets, &args.by)?
     };
-    println!("{}", record_line(&record));
+    outln!("{}", record_line(&record));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -480,11 +501,11 @@ pub fn run_archive(db: &DbArgs, args: &RecordArgs, archive: bool) -> anyhow::Res
     let store = db.open()?;
     let e = entity(&args.entity)?;
     let record = if archive {
-        edit::archive(&store, &args.tenant, e, &args.sourced_id)?
+        edit::archive(&store, &args.tenant, e, &args.sourced_id, &args.by)?
     } else {
-        edit::restore(&store, &args.tenant, e, &args.sourced_id)?
+        edit::restore(&store, &args.tenant, e, &args.sourced_id, &args.by)?
     };
-    println!("{}", record_line(&record));
+    outln!("{}", record_line(&record));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -561,16 +582,16 @@ pub fn run_show(db: &DbArgs, args: &ShowArgs) -> anyhow::Result<ExitCode> {
 
 fn print_records(records: &[Record], format: ReportFormat, detail: bool) {
     match format {
-        ReportFormat::Json => println!(
+        ReportFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(records).unwrap_or_default()
         ),
         ReportFormat::Text => {
             for r in records {
                 if detail {
-                    print!("{}", record_detail(r));
+                    out!("{}", record_detail(r));
                 } else {
-                    println!("{}", record_line(r));
+                    outln!("{}", record_line(r));
                 }
             }
         }
@@ -604,7 +625,7 @@ pub fn run_find(db: &DbArgs, args: &FindArgs) -> anyhow::Result<ExitCode> {
         (None, None) => Vec::new(),
     };
     if found.is_empty() && args.format == ReportFormat::Text {
-        println!("no user found");
+        outln!("no user found");
         return Ok(ExitCode::from(1));
     }
     print_records(&found, args.format, true);
@@ -636,7 +657,10 @@ fn batch_line(b: &Batch) -> String {
             )
         })
         .collect();
-    let label = if b.status == rollcall::model::BatchStatus::Applied {
+    let label = if matches!(
+        b.status,
+        rollcall::model::BatchStatus::Applied | rollcall::model::BatchStatus::RolledBack
+    ) {
         "changes"
     } else {
         "changes planned"
@@ -669,16 +693,16 @@ pub fn run_history(db: &DbArgs, args: &HistoryArgs) -> anyhow::Result<ExitCode> 
     })?;
     let batches = store.list_batches(&args.tenant)?;
     match args.format {
-        ReportFormat::Json => println!(
+        ReportFormat::Json => outln!(
             "{}",
             serde_json::to_string_pretty(&batches).unwrap_or_default()
         ),
         ReportFormat::Text => {
             if batches.is_empty() {
-                println!("no syncs yet for {}", args.tenant);
+                outln!("no syncs yet for {}", args.tenant);
             }
             for b in &batches {
-                println!("{}", batch_line(b));
+                outln!("{}", batch_line(b));
             }
         }
     }

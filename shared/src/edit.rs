@@ -227,20 +227,18 @@ pub fn create(
     save(store, tenant_id, None, record)
 }
 
+/// The pseudo-field under which who archived or restored a record by hand, and when, is kept.
+pub const STATUS_MARK: &str = "status";
+
 /// Archives a record by hand.
 pub fn archive(
     store: &dyn Store,
     tenant_id: &str,
     entity: Entity,
     sourced_id: &str,
+    by: &str,
 ) -> Result<Record, EditError> {
-    tenant(store, tenant_id)?;
-    let before = existing(store, tenant_id, entity, sourced_id)?;
-    let mut after = before.clone();
-    after.active = false;
-    after.archived_by = Some(Origin::Manual);
-    after.batch = None;
-    save(store, tenant_id, Some(before), after)
+    set_active(store, tenant_id, entity, sourced_id, by, false)
 }
 
 /// Restores a record by hand.
@@ -249,12 +247,31 @@ pub fn restore(
     tenant_id: &str,
     entity: Entity,
     sourced_id: &str,
+    by: &str,
+) -> Result<Record, EditError> {
+    set_active(store, tenant_id, entity, sourced_id, by, true)
+}
+
+fn set_active(
+    store: &dyn Store,
+    tenant_id: &str,
+    entity: Entity,
+    sourced_id: &str,
+    by: &str,
+    active: bool,
 ) -> Result<Record, EditError> {
     tenant(store, tenant_id)?;
     let before = existing(store, tenant_id, entity, sourced_id)?;
     let mut after = before.clone();
-    after.active = true;
-    after.archived_by = None;
+    after.active = active;
+    after.archived_by = (!active).then_some(Origin::Manual);
+    after.provenance.insert(
+        STATUS_MARK.to_string(),
+        Provenance::Manual {
+            by: by.to_string(),
+            at: now(),
+        },
+    );
     after.batch = None;
     save(store, tenant_id, Some(before), after)
 }

@@ -262,8 +262,12 @@ impl Counts {
 /// One bundle sent to one tenant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
-    /// Derived from the tenant and the bundle's content: the same upload twice is the same batch.
+    /// Derived from the tenant and the bundle's content (with a suffix when that content was synced before
+    /// and the roster has moved on since).
     pub id: String,
+    /// The tenant and bundle content fingerprint the id derives from: the same upload twice has the same one.
+    #[serde(default)]
+    pub content: String,
     pub tenant: String,
     /// Where the bundle came from (a path locally, an object key on AWS).
     pub source: String,

@@ -69,75 +69,84 @@ struct Known {
     seen: bool,
 }
 
-/// The tenant's filters, as they apply while the walk goes on.
+/// The tenant's filters, as they apply while the walk goes on. Scope carries over between batches: what the
+/// tenant already holds (and which schools it takes) is read from the store, so a delta bundle is judged the
+/// same way as the bulk load before it.
 struct Scope {
     filters: crate::model::Filters,
-    /// Schools seen so far (stored or in the bundle): whether each is in scope.
-    schools: FpMap<bool>,
-    classes_out: HashSet<Fp>,
-    users_out: HashSet<Fp>,
+    /// Every org known (stored or in the bundle): whether it is in scope.
+    orgs: FpMap<bool>,
+    /// Users and classes the tenant holds or this bundle admits.
+    users_in: HashSet<Fp>,
+    classes_in: HashSet<Fp>,
 }
 
 impl Scope {
     fn new(tenant: &Tenant, store: &dyn Store) -> Result<Scope, PlanError> {
         let mut scope = Scope {
             filters: tenant.filters.clone(),
-            schools: fp_map(),
-            classes_out: HashSet::new(),
-            users_out: HashSet::new(),
+            orgs: fp_map(),
+            users_in: HashSet::new(),
+            classes_in: HashSet::new(),
         };
-        if !scope.filters.schools.is_empty() {
-            for org in store.list_records(&tenant.id, Entity::Orgs)? {
-                let field = |name: &str| org.fields.get(name).map(String::as_str);
-                scope.note_org(&org.sourced_id, field("type"), field("identifier"));
-            }
+        if scope.filters.is_empty() {
+            return Ok(scope);
         }
+        for org in store.list_records(&tenant.id, Entity::Orgs)? {
+            let field = |name: &str| org.fields.get(name).map(String::as_str);
+            scope.note_org(&org.sourced_id, field("type"), field("identifier"));
+        }
+        let (users, classes) = (&mut scope.users_in, &mut scope.classes_in);
+        store.snapshot(&tenant.id, Entity::Users, &mut |s| {
+            users.insert(Fp::of(s.sourced_id.as_bytes()));
+        })?;
+        store.snapshot(&tenant.id, Entity::Classes, &mut |s| {
+            classes.insert(Fp::of(s.sourced_id.as_bytes()));
+        })?;
         Ok(scope)
     }
 
     fn note_org(&mut self, id: &str, kind: Option<&str>, identifier: Option<&str>) {
-        if kind == Some("school") {
-            let wanted = self.filters.schools.is_empty()
-                || self
-                    .filters
-                    .schools
-                    .iter()
-                    .any(|s| s == id || identifier == Some(s.as_str()));
-            self.schools.insert(Fp::of(id.as_bytes()), wanted);
+        let wanted = kind != Some("school")
+            || self.filters.schools.is_empty()
+            || self
+                .filters
+                .schools
+                .iter()
+                .any(|s| s == id || identifier == Some(s.as_str()));
+        self.orgs.insert(Fp::of(id.as_bytes()), wanted);
+    }
+
+    /// An org is in scope unless it is a school the filters leave out; with a school filter, an org the
+    /// tenant has never seen is not in scope either.
+    fn org_in(&self, id: &str) -> bool {
+        match self.orgs.get(&Fp::of(id.as_bytes())) {
+            Some(wanted) => *wanted,
+            None => self.filters.schools.is_empty(),
         }
     }
 
-    /// An org is out only when it is a school the filters leave out.
-    fn org_in(&self, id: &str) -> bool {
-        self.schools
-            .get(&Fp::of(id.as_bytes()))
-            .copied()
-            .unwrap_or(true)
-    }
-
-    fn admits(&mut self, entity: Entity, row: &Row) -> bool {
+    fn admits(&mut self, entity: Entity, row: &Row<'_>) -> bool {
         if self.filters.is_empty() {
             return true;
         }
         let field = |name: &str| row.get(name).unwrap_or("");
         let fp = Fp::of(row.sourced_id().as_bytes());
-        match entity {
+        let (admitted, set) = match entity {
             Entity::Orgs => {
                 self.note_org(row.sourced_id(), row.get("type"), row.get("identifier"));
-                self.org_in(row.sourced_id())
+                (self.org_in(row.sourced_id()), None)
             }
-            Entity::AcademicSessions => true,
-            Entity::Courses => self.org_in(field("orgSourcedId")),
-            Entity::Classes => {
-                let admitted = self.org_in(field("schoolSourcedId"));
-                if !admitted {
-                    self.classes_out.insert(fp);
-                }
-                admitted
-            }
+            Entity::AcademicSessions => (true, None),
+            Entity::Courses => (self.org_in(field("orgSourcedId")), None),
+            Entity::Classes => (
+                self.org_in(field("schoolSourcedId")),
+                Some(&mut self.classes_in),
+            ),
             Entity::Users => {
-                let orgs: Vec<&str> = field("orgSourcedIds").split(',').map(str::trim).collect();
-                let in_org = orgs.iter().any(|o| self.org_in(o));
+                let in_org = field("orgSourcedIds")
+                    .split(',')
+                    .any(|o| self.org_in(o.trim()));
                 let role = field("role");
                 let in_role =
                     self.filters.roles.is_empty() || self.filters.roles.iter().any(|r| r == role);
@@ -148,19 +157,26 @@ impl Scope {
                     || grades
                         .split(',')
                         .any(|g| self.filters.grades.iter().any(|f| f == g.trim()));
-                let admitted = in_org && in_role && in_grade;
-                if !admitted {
-                    self.users_out.insert(fp);
-                }
-                admitted
+                (in_org && in_role && in_grade, Some(&mut self.users_in))
             }
-            Entity::Demographics => !self.users_out.contains(&fp),
+            Entity::Demographics => (self.users_in.contains(&fp), None),
             Entity::Enrollments => {
                 let user = Fp::of(field("userSourcedId").as_bytes());
                 let class = Fp::of(field("classSourcedId").as_bytes());
-                !self.users_out.contains(&user) && !self.classes_out.contains(&class)
+                (
+                    self.users_in.contains(&user) && self.classes_in.contains(&class),
+                    None,
+                )
+            }
+        };
+        if let Some(set) = set {
+            if admitted {
+                set.insert(fp);
+            } else {
+                set.remove(&fp);
             }
         }
+        admitted
     }
 }
 
@@ -302,7 +318,7 @@ fn decide(
         Action::KeptManual { write: true }
     } else if record
         .manual_fields()
-        .filter(|f| !entity.product_fields().contains(f))
+        .filter(|f| !entity.product_fields().contains(f) && *f != crate::edit::STATUS_MARK)
         .any(|f| record.fields.get(f).map(String::as_str) != row.get(f))
     {
         Action::KeptManual { write: false }
@@ -320,6 +336,11 @@ pub fn merged(
     batch: &str,
 ) -> Record {
     let mut after = existing.clone();
+    if existing.origin == Origin::Manual && policy == Policy::PreserveManual {
+        // A record made by hand stays as it was made; the SIS's values are only recorded beside it.
+        after.sis_fields = sis.clone();
+        return after;
+    }
     let keep_manual = |field: &str| {
         matches!(
             existing.provenance.get(field),

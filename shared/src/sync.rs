@@ -37,6 +37,14 @@ pub enum SyncError {
         examples: String,
     },
     #[error(
+        "batch {id} created {created} records and later batches were applied after it ({later}), which may refer to them; roll back the later batches first, or pass --force"
+    )]
+    LaterDepends {
+        id: String,
+        created: usize,
+        later: String,
+    },
+    #[error(
         "another sync of tenant {tenant} is running ({holder}) and it did not finish within {waited_secs}s; try again when it is done"
     )]
     Busy {
@@ -158,10 +166,20 @@ impl<'a> Lease<'a> {
         batch: &str,
         opts: &SyncOptions,
     ) -> Result<Lease<'a>, SyncError> {
-        let holder = format!("pid {} batch {batch}", std::process::id());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let holder = format!("pid {} batch {batch} #{nanos:09}", std::process::id());
         let started = Instant::now();
         loop {
-            match store.acquire(tenant, &holder, opts.lease_ttl.as_secs())? {
+            let taken = match store.acquire(tenant, &holder, opts.lease_ttl.as_secs()) {
+                // The database is busy with another run's writes: that run holds the tenant for now.
+                Err(StoreError::Busy { .. }) => {
+                    Some("another run writing to the roster database".to_string())
+                }
+                other => other?,
+            };
+            match taken {
                 None => {
                     return Ok(Lease {
                         store,
@@ -269,15 +287,16 @@ pub fn sync(
         .get_tenant(tenant_id)?
         .ok_or_else(|| SyncError::UnknownTenant(tenant_id.to_string()))?;
     let mut bundle = Bundle::open(path, &opts.limits)?;
-    let id = batch_id(&tenant.id, &mut bundle)?;
-    if let Some(done) = already(store, &id)? {
+    let content = batch_id(&tenant.id, &mut bundle)?;
+    if let Seen::Before(done) = seen(store, &tenant.id, &content)? {
         return Ok(done);
     }
-    let _lease = Lease::take(store, &tenant.id, &id, opts)?;
+    let _lease = Lease::take(store, &tenant.id, &content, opts)?;
     // Another run may have applied the same bundle while this one waited for the lease.
-    if let Some(done) = already(store, &id)? {
-        return Ok(done);
-    }
+    let id = match seen(store, &tenant.id, &content)? {
+        Seen::Before(done) => return Ok(done),
+        Seen::New(id) => id,
+    };
     let report = crate::validate::validate_bundle(&mut bundle, &opts.limits, progress)?;
     let findings = FindingCounts {
         errors: report.counts.errors,
@@ -286,6 +305,7 @@ pub fn sync(
     let t = now();
     let mut batch = Batch {
         id: id.clone(),
+        content: content.clone(),
         tenant: tenant.id.clone(),
         source: path.display().to_string(),
         status: BatchStatus::Validated,
@@ -387,24 +407,58 @@ pub fn sync(
     Ok(outcome)
 }
 
-/// The outcome for a bundle that was applied before.
-fn already(store: &dyn Store, id: &str) -> Result<Option<SyncOutcome>, SyncError> {
-    Ok(store
-        .get_batch(id)?
-        .filter(|b| b.status == BatchStatus::Applied)
-        .map(|b| SyncOutcome {
-            batch: b.id,
-            status: SyncStatus::AlreadyApplied,
-            counts: b.counts,
-            held_reasons: Vec::new(),
-            findings: FindingCounts {
-                errors: b.errors,
-                warnings: b.warnings,
-            },
-            writes: 0,
-            report: None,
-            samples: BTreeMap::new(),
-        }))
+/// Whether a bundle's content was seen before, and the id a new batch of it gets.
+enum Seen {
+    /// Nothing to do: the roster is already this content, or this content is waiting for approval.
+    Before(SyncOutcome),
+    New(String),
+}
+
+fn seen(store: &dyn Store, tenant: &str, content: &str) -> Result<Seen, SyncError> {
+    let batches = store.list_batches(tenant)?;
+    let content_of = |b: &Batch| {
+        if b.content.is_empty() {
+            b.id.clone()
+        } else {
+            b.content.clone()
+        }
+    };
+    let outcome = |b: &Batch, status: SyncStatus| SyncOutcome {
+        batch: b.id.clone(),
+        status,
+        counts: b.counts.clone(),
+        held_reasons: b.held_reasons.clone(),
+        findings: FindingCounts {
+            errors: b.errors,
+            warnings: b.warnings,
+        },
+        writes: 0,
+        report: None,
+        samples: BTreeMap::new(),
+    };
+    // The roster is this content already: the latest applied batch carried it.
+    if let Some(latest) = batches
+        .iter()
+        .rev()
+        .find(|b| b.status == BatchStatus::Applied)
+        && content_of(latest) == content
+    {
+        return Ok(Seen::Before(outcome(latest, SyncStatus::AlreadyApplied)));
+    }
+    if let Some(waiting) = batches
+        .iter()
+        .rev()
+        .find(|b| b.status == BatchStatus::Held && content_of(b) == content)
+    {
+        return Ok(Seen::Before(outcome(waiting, SyncStatus::Held)));
+    }
+    // Sent before but the roster has moved on (a newer batch, a rollback, a rejection): a new batch.
+    let earlier = batches.iter().filter(|b| content_of(b) == content).count();
+    Ok(Seen::New(if earlier == 0 {
+        content.to_string()
+    } else {
+        format!("{content}-{}", earlier + 1)
+    }))
 }
 
 /// Applies a batch from its kept bundle, in one transaction that also records the batch as applied.
@@ -446,11 +500,13 @@ pub fn approve(
     batch_id: &str,
     opts: &SyncOptions,
 ) -> Result<SyncOutcome, SyncError> {
-    let mut batch = held(store, batch_id)?;
+    let tenant_id = any_batch(store, batch_id)?.tenant;
     let tenant = store
-        .get_tenant(&batch.tenant)?
-        .ok_or_else(|| SyncError::UnknownTenant(batch.tenant.clone()))?;
-    let _lease = Lease::take(store, &tenant.id, &batch.id, opts)?;
+        .get_tenant(&tenant_id)?
+        .ok_or_else(|| SyncError::UnknownTenant(tenant_id.clone()))?;
+    let _lease = Lease::take(store, &tenant.id, batch_id, opts)?;
+    // Checked under the lease, so an approval and a rejection (or two approvals) cannot both go ahead.
+    let mut batch = held(store, batch_id)?;
     let kept = PathBuf::from(&batch.bundle);
     if !kept.exists() {
         return Err(SyncError::BundleGone {
@@ -485,12 +541,20 @@ pub fn approve(
 }
 
 /// Discards a held batch.
-pub fn reject(store: &dyn Store, batch_id: &str) -> Result<Batch, SyncError> {
+pub fn reject(store: &dyn Store, batch_id: &str, opts: &SyncOptions) -> Result<Batch, SyncError> {
+    let tenant = any_batch(store, batch_id)?.tenant;
+    let _lease = Lease::take(store, &tenant, batch_id, opts)?;
     let mut batch = held(store, batch_id)?;
     batch.status = BatchStatus::Rejected;
     batch.updated_at = now();
     store.put_batch(&batch)?;
     Ok(batch)
+}
+
+fn any_batch(store: &dyn Store, batch_id: &str) -> Result<Batch, SyncError> {
+    store
+        .get_batch(batch_id)?
+        .ok_or_else(|| SyncError::UnknownBatch(batch_id.to_string()))
 }
 
 fn held(store: &dyn Store, batch_id: &str) -> Result<Batch, SyncError> {
@@ -524,7 +588,33 @@ pub fn rollback(
         });
     }
     let _lease = Lease::take(store, &batch.tenant, &batch.id, opts)?;
+    let batch_now = any_batch(store, &batch.id)?;
+    if batch_now.status != BatchStatus::Applied {
+        return Err(SyncError::NotApplied {
+            id: batch_now.id,
+            status: batch_now.status.as_str(),
+        });
+    }
     let items: Vec<UndoItem> = store.undo_items(&batch.tenant, &batch.id)?;
+    let created = items.iter().filter(|i| i.before.is_none()).count();
+    let history = store.list_batches(&batch.tenant)?;
+    let later: Vec<&Batch> = history
+        .iter()
+        .skip_while(|b| b.id != batch.id)
+        .skip(1)
+        .filter(|b| b.status == BatchStatus::Applied)
+        .collect();
+    if created > 0 && !later.is_empty() && !force {
+        return Err(SyncError::LaterDepends {
+            id: batch.id,
+            created,
+            later: later
+                .iter()
+                .map(|b| b.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
     let mut conflicts = Vec::new();
     for item in &items {
         let current = store.get_record(&batch.tenant, item.entity, &item.sourced_id)?;

@@ -389,7 +389,7 @@ fn a_manual_archive_holds_under_preserve_manual_and_is_undone_under_sis_wins() {
         let mut w = World::new(t);
         let first = w.bundle(&[]);
         w.sync(&first);
-        edit::archive(&w.store, "d1", Entity::Users, "stu-2").expect("archive");
+        edit::archive(&w.store, "d1", Entity::Users, "stu-2", "support").expect("archive");
         let again = w.bundle(&[SAME_ROSTER]);
         let out = w.sync(&again);
         assert_eq!(counts(&out, Entity::Users), expected, "{policy:?}");
@@ -535,7 +535,7 @@ fn a_rejected_held_batch_changes_nothing_and_cannot_be_approved_later() {
     w.sync(&first);
     let broken = broken_export(&mut w);
     let out = w.sync(&broken);
-    let rejected = reject(&w.store, &out.batch).expect("reject");
+    let rejected = reject(&w.store, &out.batch, &w.options()).expect("reject");
     assert_eq!(rejected.status, BatchStatus::Rejected);
     assert_eq!(w.active(Entity::Enrollments).len(), 4);
     let err = approve(&w.store, &out.batch, &w.options()).expect_err("not held");
@@ -754,4 +754,226 @@ fn a_dry_run_plans_and_changes_nothing() {
     assert_eq!(counts(&out, Entity::Users), c(5, 0, 0, 0, 0, 0, 0));
     assert_eq!(w.store.records_written(), 0);
     assert!(w.store.list_batches("d1").expect("list").is_empty());
+}
+
+#[test]
+fn a_second_approval_of_the_same_batch_is_refused() {
+    let mut w = World::new(tenant());
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    let broken = broken_export(&mut w);
+    let held = w.sync(&broken);
+    approve(&w.store, &held.batch, &w.options()).expect("first approval");
+    let err = approve(&w.store, &held.batch, &w.options()).expect_err("already applied");
+    assert!(
+        matches!(
+            err,
+            SyncError::NotHeld {
+                status: "applied",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err =
+        reject(&w.store, &held.batch, &w.options()).expect_err("cannot reject an applied batch");
+    assert!(
+        matches!(
+            err,
+            SyncError::NotHeld {
+                status: "applied",
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_older_export_sent_again_after_a_newer_one_is_applied_again() {
+    let mut w = World::new(tenant());
+    let old = w.bundle(&[]);
+    let first = w.sync(&old);
+    let newer = w.bundle(&[("users.csv", "Dev,Patel", "Devin,Patel")]);
+    w.sync(&newer);
+    let again = w.sync(&old);
+    assert_eq!(
+        again.status,
+        SyncStatus::Applied,
+        "the roster had moved on, so this is a new batch"
+    );
+    assert_eq!(again.batch, format!("{}-2", first.batch));
+    assert_eq!(counts(&again, Entity::Users), c(0, 1, 0, 0, 4, 0, 0));
+    assert_eq!(w.record(Entity::Users, "stu-2").fields["givenName"], "Dev");
+    // And now that the roster is that content, the same bundle once more is nothing to do.
+    assert_eq!(w.sync(&old).status, SyncStatus::AlreadyApplied);
+}
+
+#[test]
+fn a_bundle_rolled_back_can_be_sent_again() {
+    let mut t = tenant();
+    t.threshold = Threshold {
+        archive: 1.0,
+        update: 1.0,
+    };
+    let mut w = World::new(t);
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    let change = w.bundle(&[("users.csv", "Dev,Patel", "Devin,Patel")]);
+    let applied = w.sync(&change);
+    rollback(&w.store, &applied.batch, false, &w.options()).expect("rollback");
+    assert_eq!(w.record(Entity::Users, "stu-2").fields["givenName"], "Dev");
+    let again = w.sync(&change);
+    assert_eq!(again.status, SyncStatus::Applied);
+    assert_eq!(counts(&again, Entity::Users), c(0, 1, 0, 0, 4, 0, 0));
+    assert_eq!(
+        w.record(Entity::Users, "stu-2").fields["givenName"],
+        "Devin"
+    );
+    rollback(&w.store, &again.batch, false, &w.options())
+        .expect("the second application rolls back too");
+}
+
+#[test]
+fn rollback_refuses_when_later_batches_may_refer_to_records_it_created() {
+    let mut w = World::new(tenant());
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    let new_user = w.bundle(&[(
+        "users.csv",
+        "stu-1,,,true",
+        "stu-7,,,true,sch-1,student,new.kid,,New,Kid,,,,,,,03,\nstu-1,,,true",
+    )]);
+    let created = w.sync(&new_user);
+    let enrolled = w.bundle(&[
+        (
+            "users.csv",
+            "stu-1,,,true",
+            "stu-7,,,true,sch-1,student,new.kid,,New,Kid,,,,,,,03,\nstu-1,,,true",
+        ),
+        (
+            "enrollments.csv",
+            "enr-1,,,",
+            "enr-7,,,cls-1,sch-1,stu-7,student,false,,\nenr-1,,,",
+        ),
+    ]);
+    w.sync(&enrolled);
+    let err = rollback(&w.store, &created.batch, false, &w.options())
+        .expect_err("a later batch enrolled stu-7");
+    assert!(
+        matches!(err, SyncError::LaterDepends { created: 1, .. }),
+        "{err}"
+    );
+    assert!(w.record(Entity::Users, "stu-7").active);
+}
+
+#[test]
+fn filters_carry_over_to_later_delta_bundles() {
+    let mut t = tenant();
+    t.filters.schools = vec!["sch-1".into()];
+    let mut w = World::new(t);
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    let header = |file: &str| {
+        fs::read_to_string(base().join(file))
+            .expect("read")
+            .lines()
+            .next()
+            .expect("header")
+            .to_string()
+    };
+    let delta = w.bundle(&[
+        ("manifest.csv", "file.users,bulk", "file.users,delta"),
+        (
+            "manifest.csv",
+            "file.enrollments,bulk",
+            "file.enrollments,delta",
+        ),
+    ]);
+    let dlm = "2026-11-20T08:15:00.000Z";
+    fs::write(
+        delta.join("users.csv"),
+        format!(
+            "{}\nstu-8,active,{dlm},true,sch-2,student,late.kid,,Late,Kid,,,,,,,09,\n",
+            header("users.csv")
+        ),
+    )
+    .expect("write");
+    fs::write(
+        delta.join("enrollments.csv"),
+        format!(
+            "{}\nenr-9,active,{dlm},cls-2,sch-2,stu-2,student,false,,\n",
+            header("enrollments.csv")
+        ),
+    )
+    .expect("write");
+    for name in ["demographics.csv", "results.csv"] {
+        fs::remove_file(delta.join(name)).expect("remove");
+        let manifest = fs::read_to_string(delta.join("manifest.csv")).expect("manifest");
+        let key = format!("file.{},bulk", name.trim_end_matches(".csv"));
+        fs::write(
+            delta.join("manifest.csv"),
+            manifest.replace(&key, &key.replace("bulk", "absent")),
+        )
+        .expect("write");
+    }
+    let out = w.sync(&delta);
+    assert_eq!(
+        out.status,
+        SyncStatus::Applied,
+        "{:?}",
+        out.report.map(|r| r.counts)
+    );
+    assert_eq!(counts(&out, Entity::Users), c(0, 0, 0, 0, 0, 0, 1));
+    assert_eq!(counts(&out, Entity::Enrollments), c(0, 0, 0, 0, 0, 0, 1));
+    assert!(
+        w.store
+            .get_record("d1", Entity::Users, "stu-8")
+            .expect("read")
+            .is_none()
+    );
+    assert!(
+        w.store
+            .get_record("d1", Entity::Enrollments, "enr-9")
+            .expect("read")
+            .is_none()
+    );
+}
+
+#[test]
+fn under_preserve_manual_a_record_made_by_hand_keeps_its_values_when_the_sis_sends_it_too() {
+    let mut w = World::new(tenant());
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    edit::create(
+        &w.store,
+        "d1",
+        Entity::Users,
+        "stu-9",
+        &[
+            ("givenName".into(), "Nia".into()),
+            ("role".into(), "student".into()),
+        ],
+        "support",
+    )
+    .expect("create");
+    let with_stu9 = w.bundle(&[(
+        "users.csv",
+        "stu-1,,,true",
+        "stu-9,,,true,sch-1,student,nia.s,{SIS:1009},Nia,Sands,,1009,,,,,03,\nstu-1,,,true",
+    )]);
+    let out = w.sync(&with_stu9);
+    assert_eq!(counts(&out, Entity::Users), c(0, 0, 0, 0, 5, 1, 0));
+    let nia = w.record(Entity::Users, "stu-9");
+    let fields: Vec<&str> = nia.fields.keys().map(String::as_str).collect();
+    assert_eq!(
+        fields,
+        ["givenName", "role"],
+        "the SIS's values are not written into the manual record"
+    );
+    assert_eq!(
+        nia.sis_fields["username"], "nia.s",
+        "but they are recorded beside it"
+    );
+    assert_eq!(nia.origin, rollcall::model::Origin::Manual);
 }

@@ -14,6 +14,10 @@ pub enum StoreError {
     Open { path: String, reason: String },
     #[error("the roster database failed while {doing}: {reason}")]
     Backend { doing: String, reason: String },
+    #[error(
+        "the roster database is busy with another run's writes (while {doing}); try again when it finishes"
+    )]
+    Busy { doing: String },
     #[error("stored data is damaged ({what}): {reason}")]
     Corrupt { what: String, reason: String },
 }

@@ -45,9 +45,16 @@ pub struct SqliteStore {
 }
 
 fn backend(doing: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
-    move |e| StoreError::Backend {
-        doing: doing.to_string(),
-        reason: e.to_string(),
+    move |e| match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Busy {
+                doing: doing.to_string(),
+            }
+        }
+        _ => StoreError::Backend {
+            doing: doing.to_string(),
+            reason: e.to_string(),
+        },
     }
 }
 
@@ -680,6 +687,9 @@ impl UndoStore for SqliteStore {
                     None => self.delete_record(tenant, item.entity, &item.sourced_id)?,
                 }
             }
+            self.conn
+                .execute("DELETE FROM undo WHERE batch = ?1", [&batch.id])
+                .map_err(backend("clearing undo information"))?;
             self.put_batch_row(batch)
         })
     }

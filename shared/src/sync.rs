@@ -289,12 +289,12 @@ pub fn sync(
     let mut bundle = Bundle::open(path, &opts.limits)?;
     let content = batch_id(&tenant.id, &mut bundle)?;
     if let Seen::Before(done) = seen(store, &tenant.id, &content)? {
-        return Ok(done);
+        return Ok(*done);
     }
     let _lease = Lease::take(store, &tenant.id, &content, opts)?;
     // Another run may have applied the same bundle while this one waited for the lease.
     let id = match seen(store, &tenant.id, &content)? {
-        Seen::Before(done) => return Ok(done),
+        Seen::Before(done) => return Ok(*done),
         Seen::New(id) => id,
     };
     let report = crate::validate::validate_bundle(&mut bundle, &opts.limits, progress)?;
@@ -410,7 +410,7 @@ pub fn sync(
 /// Whether a bundle's content was seen before, and the id a new batch of it gets.
 enum Seen {
     /// Nothing to do: the roster is already this content, or this content is waiting for approval.
-    Before(SyncOutcome),
+    Before(Box<SyncOutcome>),
     New(String),
 }
 
@@ -443,14 +443,17 @@ fn seen(store: &dyn Store, tenant: &str, content: &str) -> Result<Seen, SyncErro
         .find(|b| b.status == BatchStatus::Applied)
         && content_of(latest) == content
     {
-        return Ok(Seen::Before(outcome(latest, SyncStatus::AlreadyApplied)));
+        return Ok(Seen::Before(Box::new(outcome(
+            latest,
+            SyncStatus::AlreadyApplied,
+        ))));
     }
     if let Some(waiting) = batches
         .iter()
         .rev()
         .find(|b| b.status == BatchStatus::Held && content_of(b) == content)
     {
-        return Ok(Seen::Before(outcome(waiting, SyncStatus::Held)));
+        return Ok(Seen::Before(Box::new(outcome(waiting, SyncStatus::Held))));
     }
     // Sent before but the roster has moved on (a newer batch, a rollback, a rejection): a new batch.
     let earlier = batches.iter().filter(|b| content_of(b) == content).count();

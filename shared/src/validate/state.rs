@@ -178,19 +178,35 @@ impl DupCheck {
         self.buckets[bucket].push((fp, line));
     }
 
-    /// Every repeated id as (line, line of its first use), in line order.
+    /// Every repeated id as (line, line of its first use), in line order. The buckets are sorted on two
+    /// threads: this runs at the end of a file, when the field pass's core is free.
     pub fn duplicates(self) -> Vec<(u32, u32)> {
-        let mut found = Vec::new();
-        for mut bucket in self.buckets {
-            bucket.sort_unstable();
-            let mut first: Option<(Fp, u32)> = None;
-            for (fp, line) in bucket {
-                match first {
-                    Some((seen, at)) if seen == fp => found.push((line, at)),
-                    _ => first = Some((fp, line)),
+        fn scan(buckets: Vec<Vec<(Fp, u32)>>) -> Vec<(u32, u32)> {
+            let mut found = Vec::new();
+            for mut bucket in buckets {
+                bucket.sort_unstable();
+                let mut first: Option<(Fp, u32)> = None;
+                for (fp, line) in bucket {
+                    match first {
+                        Some((seen, at)) if seen == fp => found.push((line, at)),
+                        _ => first = Some((fp, line)),
+                    }
                 }
             }
+            found
         }
+        let mut buckets = self.buckets;
+        let second_half = buckets.split_off(buckets.len() / 2);
+        let mut found = std::thread::scope(|s| {
+            let other = s.spawn(move || scan(second_half));
+            let mut found = scan(buckets);
+            // Sorting cannot fail on input; a panic there is a bug, so it is passed on rather than hidden.
+            match other.join() {
+                Ok(more) => found.extend(more),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+            found
+        });
         found.sort_unstable();
         found
     }

@@ -43,7 +43,7 @@ pub enum PolicyArg {
     SisWins,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SourceArg {
     Sftp,
     Api,
@@ -267,6 +267,9 @@ pub struct SyncArgs {
     /// Seconds to wait for another sync of the same tenant to finish.
     #[arg(long, default_value_t = 600)]
     wait: u64,
+    /// The path the bundle arrived by; a tenant takes bundles from its own source only.
+    #[arg(long, value_enum, default_value_t = SourceArg::Sftp)]
+    source: SourceArg,
     #[command(flatten)]
     limits: LimitArgs,
 }
@@ -277,6 +280,10 @@ pub fn run_sync(db: &DbArgs, args: &SyncArgs) -> anyhow::Result<ExitCode> {
     opts.dry_run = args.dry_run;
     opts.limits = args.limits.limits();
     opts.wait = std::time::Duration::from_secs(args.wait);
+    opts.source = match args.source {
+        SourceArg::Sftp => SourceKind::Sftp,
+        SourceArg::Api => SourceKind::Api,
+    };
     let bar = match args.format {
         ReportFormat::Text => Bar::for_terminal(),
         ReportFormat::Json => None,
@@ -361,8 +368,13 @@ pub fn outcome_text(outcome: &SyncOutcome) -> String {
         };
         let _ = writeln!(out, "  {entity} {action}: {}{more}", ids.join(", "));
     }
+    let label = if outcome.status == SyncStatus::Rejected {
+        "rejected"
+    } else {
+        "held"
+    };
     for reason in &outcome.held_reasons {
-        let _ = writeln!(out, "held: {reason}");
+        let _ = writeln!(out, "{label}: {reason}");
     }
     let next = match outcome.status {
         SyncStatus::Applied => format!("applied ({} written)", plural(outcome.writes, "record")),
@@ -371,6 +383,9 @@ pub fn outcome_text(outcome: &SyncOutcome) -> String {
             "held for approval: `rollcall approve {0}` applies it, `rollcall reject {0}` discards it",
             outcome.batch
         ),
+        SyncStatus::Rejected if !outcome.held_reasons.is_empty() => {
+            "rejected: nothing was changed".to_string()
+        }
         SyncStatus::Rejected => "rejected: the bundle is invalid, nothing was changed".to_string(),
         SyncStatus::AlreadyApplied => {
             "already applied: this bundle was synced before, nothing to do".to_string()

@@ -5,7 +5,7 @@
 use crate::apply::Applier;
 use crate::input::{Bundle, InputError};
 use crate::limits::Limits;
-use crate::model::{Batch, BatchStatus, Counts, Entity, Tenant, now};
+use crate::model::{Batch, BatchStatus, Counts, Entity, SourceKind, Tenant, now};
 use crate::plan::{Plan, PlanError, plan, walk};
 use crate::progress::Progress;
 use crate::report::Report;
@@ -128,6 +128,8 @@ pub struct SyncOptions {
     pub wait: Duration,
     /// How long a lease stays valid if its holder dies.
     pub lease_ttl: Duration,
+    /// The path the bundle arrived by; a tenant takes bundles from its own source only.
+    pub source: SourceKind,
 }
 
 impl SyncOptions {
@@ -138,6 +140,7 @@ impl SyncOptions {
             keep_dir,
             wait: Duration::from_secs(600),
             lease_ttl: Duration::from_secs(3600),
+            source: SourceKind::Sftp,
         }
     }
 }
@@ -317,6 +320,34 @@ pub fn sync(
         warnings: findings.warnings,
         bundle: String::new(),
     };
+    if opts.source != tenant.source {
+        // One source per tenant: a bundle by the other path would fight the district's own system.
+        let name = |k: SourceKind| match k {
+            SourceKind::Sftp => "SFTP uploads",
+            SourceKind::Api => "API pulls",
+        };
+        batch.status = BatchStatus::Rejected;
+        batch.held_reasons = vec![format!(
+            "tenant {} is fed by {}; a bundle from {} is refused (change it with `rollcall tenant set {} --source ...`)",
+            tenant.id,
+            name(tenant.source),
+            name(opts.source),
+            tenant.id
+        )];
+        if !opts.dry_run {
+            store.put_batch(&batch)?;
+        }
+        return Ok(SyncOutcome {
+            batch: id,
+            status: SyncStatus::Rejected,
+            counts: BTreeMap::new(),
+            held_reasons: batch.held_reasons,
+            findings,
+            writes: 0,
+            report: Some(report),
+            samples: BTreeMap::new(),
+        });
+    }
     if !report.valid {
         batch.status = BatchStatus::Rejected;
         if !opts.dry_run {

@@ -977,3 +977,24 @@ fn under_preserve_manual_a_record_made_by_hand_keeps_its_values_when_the_sis_sen
     );
     assert_eq!(nia.origin, rollcall::model::Origin::Manual);
 }
+
+#[test]
+fn a_tenant_fed_by_api_pulls_refuses_an_uploaded_bundle() {
+    let mut t = tenant();
+    t.source = rollcall::model::SourceKind::Api;
+    let mut w = World::new(t);
+    let b = w.bundle(&[]);
+    let out = w.sync(&b);
+    assert_eq!(out.status, SyncStatus::Rejected);
+    assert_eq!(
+        out.held_reasons,
+        [
+            "tenant d1 is fed by API pulls; a bundle from SFTP uploads is refused (change it with `rollcall tenant set d1 --source ...`)"
+        ]
+    );
+    assert_eq!(w.store.records_written(), 0);
+    let mut opts = w.options();
+    opts.source = rollcall::model::SourceKind::Api;
+    let pulled = sync(&w.store, "d1", &b, &opts, &NoProgress).expect("sync");
+    assert_eq!(pulled.status, SyncStatus::Applied);
+}

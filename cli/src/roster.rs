@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rollcall::edit;
 use rollcall::model::{Batch, Entity, Policy, Record, SourceKind, Tenant, Threshold};
+use rollcall::report::plural;
 use rollcall::store::sqlite::SqliteStore;
 use rollcall::store::{BatchStore, RecordRead, TenantStore};
 use rollcall::sync::{SyncOptions, SyncOutcome, SyncStatus, approve, reject, rollback, sync};
@@ -399,14 +400,6 @@ pub fn outcome_text(outcome: &SyncOutcome) -> String {
         plural(outcome.findings.warnings, "warning")
     );
     out
-}
-
-fn plural(n: u64, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
-    } else {
-        format!("{n} {word}s")
-    }
 }
 
 #[derive(Args)]

@@ -265,7 +265,8 @@ impl Report {
     }
 }
 
-fn plural(n: u64, word: &str) -> String {
+/// `1 error`, `2 errors`: a count with its noun.
+pub fn plural(n: u64, word: &str) -> String {
     if n == 1 {
         format!("1 {word}")
     } else {

@@ -334,35 +334,11 @@ pub fn sync(
             name(opts.source),
             tenant.id
         )];
-        if !opts.dry_run {
-            store.put_batch(&batch)?;
-        }
-        return Ok(SyncOutcome {
-            batch: id,
-            status: SyncStatus::Rejected,
-            counts: BTreeMap::new(),
-            held_reasons: batch.held_reasons,
-            findings,
-            writes: 0,
-            report: Some(report),
-            samples: BTreeMap::new(),
-        });
+        return rejected(store, opts, batch, findings, report);
     }
     if !report.valid {
         batch.status = BatchStatus::Rejected;
-        if !opts.dry_run {
-            store.put_batch(&batch)?;
-        }
-        return Ok(SyncOutcome {
-            batch: id,
-            status: SyncStatus::Rejected,
-            counts: BTreeMap::new(),
-            held_reasons: Vec::new(),
-            findings,
-            writes: 0,
-            report: Some(report),
-            samples: BTreeMap::new(),
-        });
+        return rejected(store, opts, batch, findings, report);
     }
     let modes = modes_of(&report);
     let planned = plan(
@@ -436,6 +412,29 @@ pub fn sync(
     outcome.counts = applied.counts;
     outcome.writes = writes;
     Ok(outcome)
+}
+
+/// Records a rejected batch (unless it is a dry run) and reports it; nothing else changes.
+fn rejected(
+    store: &dyn Store,
+    opts: &SyncOptions,
+    batch: Batch,
+    findings: FindingCounts,
+    report: Report,
+) -> Result<SyncOutcome, SyncError> {
+    if !opts.dry_run {
+        store.put_batch(&batch)?;
+    }
+    Ok(SyncOutcome {
+        batch: batch.id,
+        status: SyncStatus::Rejected,
+        counts: BTreeMap::new(),
+        held_reasons: batch.held_reasons,
+        findings,
+        writes: 0,
+        report: Some(report),
+        samples: BTreeMap::new(),
+    })
 }
 
 /// Whether a bundle's content was seen before, and the id a new batch of it gets.

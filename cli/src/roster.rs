@@ -361,13 +361,14 @@ pub fn outcome_text(outcome: &SyncOutcome) -> String {
             "restore" => c.restore,
             _ => c.kept_manual,
         };
-        let more = total.saturating_sub(ids.len() as u64);
+        let shown = &ids[..ids.len().min(5)];
+        let more = total.saturating_sub(shown.len() as u64);
         let more = if more > 0 {
             format!(" and {more} more")
         } else {
             String::new()
         };
-        let _ = writeln!(out, "  {entity} {action}: {}{more}", ids.join(", "));
+        let _ = writeln!(out, "  {entity} {action}: {}{more}", shown.join(", "));
     }
     let label = if outcome.status == SyncStatus::Rejected {
         "rejected"

@@ -97,6 +97,8 @@ pub struct Bundle {
     limits: Limits,
     /// Uncompressed bytes handed out so far (zip only), against `max_uncompressed_bytes`.
     expanded: u64,
+    /// Zip entries already charged to `expanded`.
+    charged: std::collections::HashSet<usize>,
 }
 
 impl Bundle {
@@ -121,6 +123,7 @@ impl Bundle {
             findings: Vec::new(),
             limits: limits.clone(),
             expanded: 0,
+            charged: std::collections::HashSet::new(),
         };
         if meta.is_dir() {
             bundle.scan_folder()?;
@@ -243,12 +246,18 @@ impl Bundle {
             }
             Location::Zip(index) => {
                 let path = self.path.clone();
-                let budget = self
-                    .limits
-                    .max_uncompressed_bytes
-                    .saturating_sub(self.expanded);
-                // Charge the declared size now; the reader below also refuses to go past it.
-                self.expanded = self.expanded.saturating_add(entry.size);
+                let budget = if self.charged.contains(index) {
+                    entry.size
+                } else {
+                    self.limits
+                        .max_uncompressed_bytes
+                        .saturating_sub(self.expanded)
+                };
+                // Charge the declared size the first time an entry is read (a file may be read more than once);
+                // the reader below also refuses to go past it.
+                if self.charged.insert(*index) {
+                    self.expanded = self.expanded.saturating_add(entry.size);
+                }
                 let declared = entry.size;
                 let zip = self
                     .zip

@@ -98,6 +98,18 @@ macro_rules! cases {
 }
 
 #[test]
+fn a_repeated_enrollment_id_is_named_in_its_finding() {
+    let dir = assemble("enrollment_id_duplicate");
+    let report = validate_path(dir.path(), &Limits::default(), &NoProgress).expect("readable");
+    let f = &report.findings[0];
+    assert_eq!(f.value.as_deref(), Some("enr-2"));
+    assert_eq!(
+        f.message,
+        "the sourcedId \"enr-2\" is already used on line 3"
+    );
+}
+
+#[test]
 fn base_bundle_is_valid_with_no_findings() {
     let report =
         validate_path(&fixtures().join("base"), &Limits::default(), &NoProgress).expect("readable");
@@ -127,6 +139,7 @@ cases! {
     delta_valid,
     demographics_for_unknown_user,
     encoding_latin1,
+    enrollment_id_duplicate,
     enrollment_role_differs_from_user,
     enrollment_school_differs_from_class,
     enrollments_role_aide,

@@ -520,22 +520,17 @@ impl LinkPass {
         }
     }
 
+    /// Repeated ids of a file nothing references, as (line, line of first use), in line order. Their text was
+    /// not kept; the caller reads those lines again to name them.
+    pub fn duplicates(&mut self) -> Vec<(u32, u32)> {
+        self.dups
+            .take()
+            .map(DupCheck::duplicates)
+            .unwrap_or_default()
+    }
+
     /// Checks that need the whole file: references to records further down, parent cycles, an empty file.
     pub fn finish(&mut self, idx: &Indexes, report: &mut ReportBuilder) {
-        if let Some(dups) = self.dups.take() {
-            for (line, first) in dups.duplicates() {
-                report.push(
-                    Finding::error(
-                        Code::IdDuplicate,
-                        format!("this sourcedId is already used on line {first}"),
-                    )
-                    .file(self.file())
-                    .line(u64::from(line))
-                    .column("sourcedId")
-                    .hint("give every record in a file its own sourcedId"),
-                );
-            }
-        }
         let severity = match self.mode {
             Some(Mode::Delta) => Severity::Warning,
             _ => Severity::Error,

@@ -319,6 +319,7 @@ fn check_file(
         report.push(finding);
     }
     let ids_readable = header.fields[0].is_some();
+    let id_field = header.fields[0];
     if mode == Some(Mode::Delta) {
         // A delta row without status or dateLastModified means nothing: the columns are required here.
         for (pos, code) in [
@@ -422,10 +423,70 @@ fn check_file(
         Ok::<(), std::io::Error>(())
     });
     outcome.map_err(read_error)?;
+    let duplicates = link.duplicates();
+    if !duplicates.is_empty() {
+        report_duplicates(bundle, kind, id_field, &duplicates, limits, report)?;
+    }
     link.finish(idx, report);
     if ids_readable {
         idx.complete.insert(kind);
     }
     progress.file_finished();
     Ok(link.rows)
+}
+
+/// Reports repeated ids of a file nothing references, reading just those lines again to name each id (only
+/// fingerprints were kept while the file streamed by).
+fn report_duplicates(
+    bundle: &mut Bundle,
+    kind: FileKind,
+    id_field: Option<usize>,
+    duplicates: &[(u32, u32)],
+    limits: &Limits,
+    report: &mut ReportBuilder,
+) -> Result<(), InputError> {
+    let file = kind.file_name();
+    let wanted: std::collections::HashSet<u32> = duplicates.iter().map(|(line, _)| *line).collect();
+    let mut ids: std::collections::HashMap<u32, Vec<u8>> = std::collections::HashMap::new();
+    if let Some(id_field) = id_field {
+        let path = bundle.path().to_path_buf();
+        let stream = bundle.open_file(kind)?;
+        let mut reader = RecordReader::new(stream, limits.max_record_bytes, limits.max_columns);
+        loop {
+            let next = reader.next_record().map_err(|source| InputError::Entry {
+                path: path.clone(),
+                entry: file.to_string(),
+                source,
+            })?;
+            match next {
+                Next::Record { line } => {
+                    let line = u32::try_from(line).unwrap_or(u32::MAX);
+                    if wanted.contains(&line) {
+                        ids.insert(line, reader.field(id_field).to_vec());
+                    }
+                }
+                Next::TooLong { .. } | Next::TooManyFields { .. } => {}
+                Next::End => break,
+            }
+        }
+    }
+    for (line, first) in duplicates {
+        let mut finding = Finding::error(Code::IdDuplicate, "")
+            .file(file)
+            .line(u64::from(*line))
+            .column("sourcedId")
+            .hint("give every record in a file its own sourcedId");
+        finding.message = match ids.get(line) {
+            Some(id) => {
+                finding = finding.value(id);
+                format!(
+                    "the sourcedId \"{}\" is already used on line {first}",
+                    crate::finding::shown_value(id)
+                )
+            }
+            None => format!("this sourcedId is already used on line {first}"),
+        };
+        report.push(finding);
+    }
+    Ok(())
 }

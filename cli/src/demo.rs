@@ -203,11 +203,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
 
     step(7, "rollcall history --tenant maple");
     for b in store.list_batches(TENANT)? {
-        let changes: u64 = b
-            .counts
-            .values()
-            .map(|c| c.create + c.update + c.archive + c.restore)
-            .sum();
+        let changes: u64 = b.counts.values().map(|c| c.changes()).sum();
         let label = if b.status == rollcall::model::BatchStatus::Applied {
             "changes"
         } else {

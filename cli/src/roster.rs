@@ -650,15 +650,11 @@ pub struct HistoryArgs {
 }
 
 fn batch_line(b: &Batch) -> String {
-    let changes: u64 = b
-        .counts
-        .values()
-        .map(|c| c.create + c.update + c.archive + c.restore)
-        .sum();
+    let changes: u64 = b.counts.values().map(|c| c.changes()).sum();
     let summary: Vec<String> = b
         .counts
         .iter()
-        .filter(|(_, c)| c.create + c.update + c.archive + c.restore > 0)
+        .filter(|(_, c)| c.changes() > 0)
         .map(|(e, c)| {
             format!(
                 "{e} +{} ~{} -{} ^{}",

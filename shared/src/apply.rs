@@ -33,7 +33,7 @@ impl<'a> Applier<'a> {
             batch: batch.to_string(),
             archives: Vec::new(),
             writes: 0,
-            plan: Plan::default(),
+            plan: Plan::new(),
         })
     }
 

@@ -136,6 +136,28 @@ fn save(
     Ok(after)
 }
 
+/// Checks and sets `FIELD=VALUE` assignments on a record, marking each as manual work by `by`, now. An empty
+/// value clears the field; the clearing is itself kept as manual work.
+fn set_fields(record: &mut Record, sets: &[(String, String)], by: &str) -> Result<(), EditError> {
+    let at = now();
+    for (field, value) in sets {
+        check_field(record.entity, field, value)?;
+        if value.is_empty() {
+            record.fields.remove(field);
+        } else {
+            record.fields.insert(field.clone(), value.clone());
+        }
+        record.provenance.insert(
+            field.clone(),
+            Provenance::Manual {
+                by: by.to_string(),
+                at,
+            },
+        );
+    }
+    Ok(())
+}
+
 /// Sets fields by hand (an empty value clears the field, and the clearing is itself kept as manual work).
 pub fn edit(
     store: &dyn Store,
@@ -148,22 +170,7 @@ pub fn edit(
     tenant(store, tenant_id)?;
     let before = existing(store, tenant_id, entity, sourced_id)?;
     let mut after = before.clone();
-    let at = now();
-    for (field, value) in sets {
-        check_field(entity, field, value)?;
-        if value.is_empty() {
-            after.fields.remove(field);
-        } else {
-            after.fields.insert(field.clone(), value.clone());
-        }
-        after.provenance.insert(
-            field.clone(),
-            Provenance::Manual {
-                by: by.to_string(),
-                at,
-            },
-        );
-    }
+    set_fields(&mut after, sets, by)?;
     after.batch = None;
     save(store, tenant_id, Some(before), after)
 }
@@ -196,34 +203,19 @@ pub fn create(
             id: sourced_id.to_string(),
         });
     }
-    let at = now();
-    let mut values = BTreeMap::new();
-    let mut provenance = BTreeMap::new();
-    for (field, value) in sets {
-        check_field(entity, field, value)?;
-        if !value.is_empty() {
-            values.insert(field.clone(), value.clone());
-        }
-        provenance.insert(
-            field.clone(),
-            Provenance::Manual {
-                by: by.to_string(),
-                at,
-            },
-        );
-    }
-    let record = Record {
+    let mut record = Record {
         entity,
         sourced_id: sourced_id.to_string(),
-        fields: values,
+        fields: BTreeMap::new(),
         sis_fields: BTreeMap::new(),
-        provenance,
+        provenance: BTreeMap::new(),
         active: true,
         origin: Origin::Manual,
         archived_by: None,
         batch: None,
         created_batch: None,
     };
+    set_fields(&mut record, sets, by)?;
     save(store, tenant_id, None, record)
 }
 

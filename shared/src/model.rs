@@ -253,9 +253,9 @@ pub struct Counts {
 }
 
 impl Counts {
-    /// Records a sync writes for these counts (kept manual records get the SIS value recorded beside them).
-    pub fn writes(&self) -> u64 {
-        self.create + self.update + self.archive + self.restore + self.kept_manual
+    /// Records whose state changes: created, updated, archived or restored.
+    pub fn changes(&self) -> u64 {
+        self.create + self.update + self.archive + self.restore
     }
 }
 

@@ -424,6 +424,19 @@ pub struct Plan {
     pub walked: Walked,
 }
 
+impl Plan {
+    /// An empty plan with a zero count for every entity, so every entity shows in the output.
+    pub fn new() -> Plan {
+        Plan {
+            counts: Entity::ALL
+                .into_iter()
+                .map(|e| (e, Counts::default()))
+                .collect(),
+            ..Plan::default()
+        }
+    }
+}
+
 impl Sink for Plan {
     fn decided(
         &mut self,
@@ -480,10 +493,7 @@ pub fn plan(
     limits: &Limits,
     progress: &dyn Progress,
 ) -> Result<Plan, PlanError> {
-    let mut plan = Plan::default();
-    for entity in Entity::ALL {
-        plan.counts.insert(entity, Counts::default());
-    }
+    let mut plan = Plan::new();
     plan.walked = walk(bundle, modes, tenant, store, limits, progress, &mut plan)?;
     Ok(plan)
 }

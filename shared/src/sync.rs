@@ -386,11 +386,7 @@ pub fn sync(
     if planned
         .counts
         .values()
-        .all(|c| c.create + c.update + c.archive + c.restore == 0)
-        && !planned
-            .samples
-            .keys()
-            .any(|(_, action)| *action == "kept_manual")
+        .all(|c| c.changes() == 0 && c.kept_manual == 0)
     {
         // Nothing to write: record the batch as applied without walking the bundle a second time.
         batch.status = BatchStatus::Applied;
@@ -506,9 +502,6 @@ fn apply_batch(
 ) -> Result<(u64, Plan), SyncError> {
     let mut bundle = Bundle::open(bundle_path, limits)?;
     let mut applier = Applier::begin(store, tenant, &batch.id)?;
-    for entity in Entity::ALL {
-        applier.plan.counts.insert(entity, Counts::default());
-    }
     let walked = walk(
         &mut bundle,
         modes,

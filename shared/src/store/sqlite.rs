@@ -552,7 +552,6 @@ impl RecordRead for SqliteStore {
 struct SqliteTransaction<'a> {
     store: &'a SqliteStore,
     tenant: String,
-    batch: Option<String>,
     undo_seq: i64,
     done: bool,
 }
@@ -561,7 +560,6 @@ impl Transaction for SqliteTransaction<'_> {
     fn write(&mut self, change: Change) -> StoreResult<()> {
         if let Some(before) = &change.before {
             let batch = change.after.batch.clone().unwrap_or_default();
-            self.batch.get_or_insert(batch.clone());
             let prior = serde_json::to_string(&StoredPrior::from(before))
                 .map_err(corrupt("undo information"))?;
             self.undo_seq += 1;
@@ -620,7 +618,6 @@ impl RecordWrite for SqliteStore {
         Ok(Box::new(SqliteTransaction {
             store: self,
             tenant: tenant.to_string(),
-            batch: None,
             undo_seq: 0,
             done: false,
         }))

@@ -1,5 +1,6 @@
 //! A streaming CSV record reader with bounded memory. Rows without quotes (nearly every row of a real export)
-//! are split in place with SIMD searches for the line end and the commas; any row with a quote, a stray
+//! are split in place: SIMD searches find the line end and the commas, and one pass eight bytes at a time notes
+//! whether the row is plain ASCII and free of spaces (so ids need no byte-by-byte check); any row with a quote, a stray
 //! carriage return or a line that does not fit the buffer goes through `csv_core`'s full RFC 4180 parser. It
 //! knows the line each record starts on, skips a UTF-8 byte-order mark, accepts LF and CRLF, and refuses to
 //! grow past the configured row size or field count: an oversized row is skipped whole and reported, never
@@ -10,23 +11,129 @@ use std::io::{self, Read};
 
 const INPUT_BUFFER: usize = 256 << 10;
 
-// Byte classes for the single pass over a line.
-const ORDINARY: u8 = 0;
-const COMMA: u8 = 1;
-const NUL: u8 = 2;
-const LF: u8 = 3;
-const CR: u8 = 4;
-const QUOTE: u8 = 5;
+/// What kinds of bytes a record holds, found while it is split.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// ASCII with no NUL byte: valid UTF-8 with nothing to flag.
+    pub plain: bool,
+    /// Plain, split in place, and without spaces or control characters: every field has only the bytes an id
+    /// may have.
+    pub bare: bool,
+}
 
-const CLASS: [u8; 256] = {
-    let mut table = [ORDINARY; 256];
-    table[b',' as usize] = COMMA;
-    table[0] = NUL;
-    table[b'\n' as usize] = LF;
-    table[b'\r' as usize] = CR;
-    table[b'"' as usize] = QUOTE;
-    table
-};
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// The high bit of each byte of `w` that equals `c`, exactly.
+fn bytes_equal(w: u64, c: u8) -> u64 {
+    let x = w ^ (ONES * u64::from(c));
+    !(((x & LOWS) + LOWS) | x) & HIGHS
+}
+
+/// The high bit of each byte of `w` below `n` (at most 0x80), exactly.
+fn bytes_below(w: u64, n: u8) -> u64 {
+    !(((w & LOWS) + ONES * u64::from(0x80 - n)) | w) & HIGHS
+}
+
+/// What one pass over the start of the buffered input found.
+struct Scan {
+    /// The first line feed, carriage return or quote, and where.
+    stop: Option<(u8, usize)>,
+    /// Commas before the stop (their offsets are in `ends`), up to the field limit.
+    commas: usize,
+    /// There were more commas than the field limit allows.
+    too_many: bool,
+    /// What kinds of bytes come before the stop.
+    flags: Flags,
+}
+
+/// Scans `avail` eight bytes at a time for the end of the line, its commas and the kinds of bytes in it (no
+/// byte-by-byte loop, no branch per comma: quote-free lines are nearly all a file has).
+fn scan_line(avail: &[u8], ends: &mut Vec<usize>, max_fields: usize) -> Scan {
+    let mut scan = Scan {
+        stop: None,
+        commas: 0,
+        too_many: false,
+        flags: Flags::default(),
+    };
+    // High bits of the line's bytes that are: any byte (for 0x80 and up), NUL, below 0x21 (space and
+    // controls), 0x7f and up.
+    let (mut high, mut nul, mut low, mut odd) = (0u64, 0u64, 0u64, 0u64);
+    let mut at = 0;
+    while at < avail.len() {
+        let w = match avail
+            .get(at..at + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        {
+            Some(b) => u64::from_le_bytes(b),
+            None => {
+                // The last few bytes, padded with a byte that matches nothing.
+                let mut b = [b'a'; 8];
+                b[..avail.len() - at].copy_from_slice(&avail[at..]);
+                u64::from_le_bytes(b)
+            }
+        };
+        let below = bytes_below(w, 0x21);
+        let quotes = bytes_equal(w, b'"');
+        // Only the bytes before the stop belong to the line. Line ends are below 0x21, so most words (no
+        // space, no control, no quote) skip this.
+        let mut keep = u64::MAX;
+        if below | quotes != 0 {
+            let stops = quotes | bytes_equal(w, b'\n') | bytes_equal(w, b'\r');
+            if stops != 0 {
+                let k = (stops.trailing_zeros() / 8) as usize;
+                keep = (1u64 << (8 * k)) - 1;
+                scan.stop = Some((avail[at + k], at + k));
+            }
+            nul |= bytes_equal(w, 0) & keep;
+            low |= below & keep;
+        }
+        high |= w & keep;
+        odd |= (((w & LOWS) + ONES) | w) & HIGHS & keep;
+        let mut commas = bytes_equal(w, b',') & keep;
+        if scan.commas + 8 < max_fields && scan.commas + 8 <= ends.len() {
+            // Without a branch per comma (their number per word is anyone's guess): four offsets are written
+            // whether or not there are that many commas, and only as many as there are are counted.
+            let mut n = scan.commas;
+            for _ in 0..4 {
+                ends[n] = at + (commas.trailing_zeros() / 8) as usize;
+                n += usize::from(commas != 0);
+                commas &= commas.wrapping_sub(1);
+            }
+            while commas != 0 {
+                ends[n] = at + (commas.trailing_zeros() / 8) as usize;
+                n += 1;
+                commas &= commas - 1;
+            }
+            scan.commas = n;
+        } else {
+            while commas != 0 {
+                if scan.commas + 1 >= max_fields {
+                    scan.too_many = true;
+                    break;
+                }
+                if scan.commas == ends.len() {
+                    let grown = (ends.len() * 2).max(scan.commas + 8).min(max_fields);
+                    ends.resize(grown, 0);
+                }
+                ends[scan.commas] = at + (commas.trailing_zeros() / 8) as usize;
+                scan.commas += 1;
+                commas &= commas - 1;
+            }
+        }
+        if scan.stop.is_some() {
+            break;
+        }
+        at += 8;
+    }
+    let plain = (high & HIGHS) | nul == 0;
+    scan.flags = Flags {
+        plain,
+        bare: plain && low | odd == 0,
+    };
+    scan
+}
 
 /// What [`RecordReader::next_record`] found.
 #[derive(Debug, PartialEq, Eq)]
@@ -66,8 +173,8 @@ pub struct RecordReader<R> {
     ends: Vec<usize>,
     nfields: usize,
     record_len: usize,
-    /// Whether the current record holds a NUL byte.
-    nul: bool,
+    /// What kinds of bytes the current record holds.
+    flags: Flags,
     max_record_bytes: usize,
     max_fields: usize,
     bytes_read: u64,
@@ -92,7 +199,7 @@ impl<R: Read> RecordReader<R> {
             ends: vec![0; 64.min(max_fields.max(1))],
             nfields: 0,
             record_len: 0,
-            nul: false,
+            flags: Flags::default(),
             max_record_bytes: max_record_bytes.max(1),
             max_fields: max_fields.max(1),
             bytes_read: 0,
@@ -162,35 +269,17 @@ impl<R: Read> RecordReader<R> {
                 _ => {}
             }
             // One pass over the line: where it ends, where its commas are, whether it needs the full parser.
-            let ends = &mut self.ends;
-            let mut commas = 0;
-            let mut too_many = false;
-            let mut nul = false;
-            let mut stop = None;
-            for (i, &b) in avail.iter().enumerate() {
-                match CLASS[b as usize] {
-                    ORDINARY => {}
-                    COMMA if commas + 1 >= self.max_fields => too_many = true,
-                    COMMA => {
-                        if commas == ends.len() {
-                            let grown = (ends.len() * 2).min(self.max_fields);
-                            ends.resize(grown, 0);
-                        }
-                        ends[commas] = i;
-                        commas += 1;
-                    }
-                    NUL => nul = true,
-                    class => {
-                        stop = Some((class, i));
-                        break;
-                    }
-                }
-            }
-            let (len, consumed) = match stop {
-                Some((LF, at)) => (at, at + 1),
-                Some((CR, at)) if at + 1 < avail.len() && avail[at + 1] == b'\n' => (at, at + 2),
+            let scan = scan_line(
+                &self.input[self.pos..self.filled],
+                &mut self.ends,
+                self.max_fields,
+            );
+            let avail = &self.input[self.pos..self.filled];
+            let (len, consumed) = match scan.stop {
+                Some((b'\n', at)) => (at, at + 1),
+                Some((b'\r', at)) if at + 1 < avail.len() && avail[at + 1] == b'\n' => (at, at + 2),
                 // A carriage return at the end of what was read may be half of a CRLF: read on before deciding.
-                Some((CR, at))
+                Some((b'\r', at))
                     if at + 1 == avail.len()
                         && !self.eof
                         && (self.pos > 0 || self.filled < self.input.len()) =>
@@ -210,7 +299,7 @@ impl<R: Read> RecordReader<R> {
                     continue;
                 }
             };
-            return Ok(self.in_place(len, consumed, commas, too_many, nul));
+            return Ok(self.in_place(len, consumed, scan.commas, scan.too_many, scan.flags));
         }
     }
 
@@ -222,7 +311,7 @@ impl<R: Read> RecordReader<R> {
         consumed: usize,
         commas: usize,
         too_many: bool,
-        nul: bool,
+        flags: Flags,
     ) -> Next {
         let line = self.line;
         let start = self.pos;
@@ -244,7 +333,7 @@ impl<R: Read> RecordReader<R> {
         self.ends[commas] = len;
         self.nfields = commas + 1;
         self.record_len = len;
-        self.nul = nul;
+        self.flags = flags;
         self.held = Held::InPlace(start);
         Next::Record { line }
     }
@@ -305,6 +394,12 @@ impl<R: Read> RecordReader<R> {
                     } else {
                         self.ends[nends - 1]
                     };
+                    let bytes = &self.out[..self.record_len];
+                    // Quoted fields may hold commas and quotes: never bare.
+                    self.flags = Flags {
+                        plain: bytes.is_ascii() && memchr::memchr(0, bytes).is_none(),
+                        bare: false,
+                    };
                     return Ok(if too_long {
                         Next::TooLong { line: start_line }
                     } else if too_many {
@@ -318,9 +413,9 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
-    /// Whether the current record holds a NUL byte anywhere.
-    pub fn has_nul(&self) -> bool {
-        self.nul
+    /// What kinds of bytes the current record holds.
+    pub fn flags(&self) -> Flags {
+        self.flags
     }
 
     /// Number of fields in the current record.
@@ -347,6 +442,16 @@ impl<R: Read> RecordReader<R> {
         (start, end)
     }
 
+    /// Where each field of the current record ends, and the bytes between one field's end and the next one's
+    /// start.
+    pub fn field_ends(&self) -> (&[usize], usize) {
+        let gap = match self.held {
+            Held::InPlace(_) => 1,
+            Held::Parsed => 0,
+        };
+        (self.ends.get(..self.nfields).unwrap_or(&[]), gap)
+    }
+
     /// Field `i` of the current record; empty when the record is shorter.
     pub fn field(&self, i: usize) -> &[u8] {
         let (start, end) = self.field_range(i);
@@ -362,6 +467,178 @@ impl<R: Read> RecordReader<R> {
                 .unwrap_or(&[]),
             Held::Parsed => self.out.get(..self.record_len).unwrap_or(&[]),
         }
+    }
+}
+
+/// How a record in a [`Records`] batch was read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Read,
+    /// Longer than the row limit: skipped, nothing kept.
+    TooLong,
+    /// More fields than the limit: skipped, nothing kept.
+    TooManyFields,
+}
+
+/// Where one record of a batch is.
+#[derive(Clone, Copy)]
+struct Entry {
+    line: u64,
+    outcome: Outcome,
+    /// Range of [`Records::bytes`].
+    start: u32,
+    end: u32,
+    /// Range of [`Records::ends`].
+    first_field: u32,
+    fields: u32,
+    /// Bytes between one field's end and the next one's start (the comma of a line split in place).
+    gap: u32,
+    flags: Flags,
+}
+
+/// Records copied out of a reader, so that other threads can check them while it reads on. Memory is kept
+/// across [`Records::clear`], so a batch passed round and round allocates once.
+#[derive(Default)]
+pub struct Records {
+    bytes: Vec<u8>,
+    /// Where each field ends, relative to its record's start.
+    ends: Vec<u32>,
+    entries: Vec<Entry>,
+    /// Bytes of the source read when the batch was full, for progress.
+    pub bytes_read: u64,
+}
+
+impl Records {
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends.clear();
+        self.entries.clear();
+        self.bytes_read = 0;
+    }
+
+    /// Records in the batch.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Bytes of record data held.
+    pub fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// All records' bytes back to back; [`RecordView::offset`] says where each starts.
+    pub fn data(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Copies what `next` (the reader's last answer) found: the record itself, or that it was skipped.
+    pub fn push<R: Read>(&mut self, next: &Next, reader: &RecordReader<R>) {
+        let (line, mut outcome) = match *next {
+            Next::Record { line } => (line, Outcome::Read),
+            Next::TooLong { line } => (line, Outcome::TooLong),
+            Next::TooManyFields { line } => (line, Outcome::TooManyFields),
+            Next::End => return,
+        };
+        let record = reader.record_bytes();
+        // Offsets are 32-bit; a batch is flushed long before that, so only an absurd single row hits this.
+        if outcome == Outcome::Read && self.bytes.len() + record.len() > u32::MAX as usize {
+            outcome = Outcome::TooLong;
+        }
+        let start = self.bytes.len() as u32;
+        let first_field = self.ends.len() as u32;
+        let mut fields = 0;
+        let (ends, gap) = reader.field_ends();
+        if outcome == Outcome::Read {
+            self.bytes.extend_from_slice(record);
+            fields = ends.len() as u32;
+            self.ends.extend(ends.iter().map(|&e| e as u32));
+        }
+        self.entries.push(Entry {
+            line,
+            outcome,
+            start,
+            end: self.bytes.len() as u32,
+            first_field,
+            fields,
+            gap: gap as u32,
+            flags: reader.flags(),
+        });
+    }
+
+    /// Record `i`: the line it starts on, how it was read, and its fields (none when it was skipped).
+    pub fn get(&self, i: usize) -> Option<(u64, Outcome, RecordView<'_>)> {
+        let e = self.entries.get(i)?;
+        let view = RecordView {
+            bytes: self
+                .bytes
+                .get(e.start as usize..e.end as usize)
+                .unwrap_or(&[]),
+            ends: self
+                .ends
+                .get(e.first_field as usize..(e.first_field + e.fields) as usize)
+                .unwrap_or(&[]),
+            gap: e.gap,
+            offset: e.start as usize,
+            flags: e.flags,
+        };
+        Some((e.line, e.outcome, view))
+    }
+}
+
+/// One record of a [`Records`] batch.
+pub struct RecordView<'a> {
+    bytes: &'a [u8],
+    ends: &'a [u32],
+    gap: u32,
+    offset: usize,
+    flags: Flags,
+}
+
+impl<'a> RecordView<'a> {
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// Byte range of field `i` within [`RecordView::bytes`]; empty when the record is shorter.
+    pub fn field_range(&self, i: usize) -> (usize, usize) {
+        match (
+            i.checked_sub(1).and_then(|p| self.ends.get(p)),
+            self.ends.get(i),
+        ) {
+            (_, None) => (0, 0),
+            (None, Some(&end)) => (0, end as usize),
+            (Some(&before), Some(&end)) => ((before + self.gap) as usize, end as usize),
+        }
+    }
+
+    /// Field `i`; empty when the record is shorter.
+    pub fn field(&self, i: usize) -> &'a [u8] {
+        let (s, e) = self.field_range(i);
+        self.bytes.get(s..e).unwrap_or(&[])
+    }
+
+    /// The record's bytes (the fields back to back, unquoted).
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Where the record starts in [`Records::data`].
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// What kinds of bytes the record holds.
+    pub fn flags(&self) -> Flags {
+        self.flags
     }
 }
 
@@ -406,6 +683,40 @@ fn read_some<R: Read>(src: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_word_scan_agrees_with_a_byte_by_byte_one() {
+        // Lines built from the bytes that matter, by a small fixed generator (the same every run).
+        let alphabet = b"ab,\n\r\"\x00 \x1f\x7f\x80\xff~!";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1_000_003) as usize
+        };
+        for _ in 0..50_000 {
+            let len = next() % 40;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| alphabet[next() % alphabet.len()])
+                .collect();
+            let max_fields = 1 + next() % 6;
+            let mut ends = vec![0; 1];
+            let scan = scan_line(&bytes, &mut ends, max_fields);
+
+            let stop = bytes.iter().position(|b| matches!(b, b'\n' | b'\r' | b'"'));
+            let line = &bytes[..stop.unwrap_or(len)];
+            let commas: Vec<usize> = (0..line.len()).filter(|&i| line[i] == b',').collect();
+            let kept = commas.len().min(max_fields - 1);
+            let plain = line.iter().all(|&b| b < 0x80 && b != 0);
+            let bare = plain && line.iter().all(|&b| b > 0x20 && b != 0x7f);
+            assert_eq!(scan.stop, stop.map(|i| (bytes[i], i)), "{bytes:?}");
+            assert_eq!(scan.commas, kept, "{bytes:?}");
+            assert_eq!(&ends[..kept], &commas[..kept], "{bytes:?}");
+            assert_eq!(scan.too_many, commas.len() > kept, "{bytes:?}");
+            assert_eq!(scan.flags, Flags { plain, bare }, "{bytes:?}");
+        }
+    }
 
     /// Hands out its bytes a few at a time, so records straddle every read boundary.
     struct Trickle<'a>(&'a [u8], usize);

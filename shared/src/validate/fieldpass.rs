@@ -1,21 +1,18 @@
-//! The field pass over one data file, run on a reader thread: every check of a row that needs nothing but the
+//! The field pass over a batch of rows, run on a worker thread: every check of a row that needs nothing but the
 //! row itself (encoding, lengths, types, vocabularies, lists, the bulk/delta rules for `status` and
-//! `dateLastModified`, date order). It hands the link pass compact facts per row (id, references, vocabulary
-//! values) in batches, so the two passes use both cores.
+//! `dateLastModified`, date order). It leaves compact facts per row (id, references, vocabulary values) for
+//! the link pass that runs next on the same worker.
 
 use super::header::HeaderMap;
-use crate::csvread::RecordReader;
+use super::state::Attributes;
+use crate::csvread::{Flags, RecordView};
 use crate::fields::{self, Problem};
 use crate::finding::{Code, Finding};
 use crate::index::Fp;
 use crate::spec::{Column, ColumnType, FileKind, Mode, STATUS_VALUES};
-use std::io::Read;
 
 /// Most columns any OneRoster 1.1 file has (users.csv).
 pub const MAX_COLUMNS: usize = 18;
-
-/// Rows per batch handed to the link pass.
-pub const BATCH_ROWS: usize = 1024;
 
 /// Findings of the field pass, in the order they were found.
 #[derive(Default)]
@@ -34,12 +31,12 @@ pub struct RefItem {
     /// Whether the column is a list (list items carry no attributes for later checks).
     pub list: bool,
     pub fp: Fp,
-    /// The id as written, as a range of [`Batch::text`].
+    /// The id as written, as a range of the batch's record data.
     pub text: (u32, u32),
 }
 
 /// What the field pass learned about one row.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct RowFacts {
     pub line: u64,
     /// `tobedeleted` (or 1.0 `inactive`): references are not checked.
@@ -52,6 +49,8 @@ pub struct RowFacts {
     pub refs: (u32, u32),
     /// Range of [`Batch::findings`].
     pub findings: (u32, u32),
+    /// What later files are checked against (set by the link pass).
+    pub attributes: Attributes,
 }
 
 impl RowFacts {
@@ -64,20 +63,18 @@ impl RowFacts {
             enums: [u8::MAX; MAX_COLUMNS],
             refs: (0, 0),
             findings: (0, 0),
+            attributes: Attributes::Plain,
         }
     }
 }
 
-/// Rows handed from the field pass to the link pass.
+/// What the checks learned about a batch of rows (texts are ranges of the batch's record data).
 #[derive(Default)]
 pub struct Batch {
     pub rows: Vec<RowFacts>,
     pub refs: Vec<RefItem>,
-    /// Ids as written, for messages.
-    pub text: String,
+    /// The field pass's findings; after the link pass, every finding of the batch, row by row.
     pub findings: Pending,
-    /// Bytes of the file read when the batch was handed over, for progress.
-    pub bytes_read: u64,
 }
 
 impl Batch {
@@ -85,15 +82,7 @@ impl Batch {
     pub fn clear(&mut self) {
         self.rows.clear();
         self.refs.clear();
-        self.text.clear();
         self.findings.0.clear();
-        self.bytes_read = 0;
-    }
-
-    fn keep_text(&mut self, text: &str) -> (u32, u32) {
-        let start = self.text.len() as u32;
-        self.text.push_str(text);
-        (start, self.text.len() as u32)
     }
 }
 
@@ -124,6 +113,11 @@ pub struct FieldPass {
     present: Vec<(usize, usize, Blank)>,
     deleting: bool,
     facts: RowFacts,
+    /// Where the current row starts in the batch's record data, and its bytes' address (to place list items).
+    row_offset: usize,
+    row_address: usize,
+    /// What kinds of bytes the current row holds.
+    flags: Flags,
     batch: Batch,
 }
 
@@ -145,8 +139,11 @@ impl FieldPass {
             .filter_map(|pos| {
                 let fi = header.fields[pos]?;
                 let blank = match columns[pos].ty {
-                    ColumnType::Status => Blank::Check,
-                    ColumnType::DateTime if pos == 2 => Blank::Check,
+                    // Blank is right in bulk files and all a file of unknown mode can be held to.
+                    ColumnType::Status if mode == Some(Mode::Delta) => Blank::Check,
+                    ColumnType::DateTime if pos == 2 && mode == Some(Mode::Delta) => Blank::Check,
+                    ColumnType::Status => Blank::Fine,
+                    ColumnType::DateTime if pos == 2 => Blank::Fine,
                     _ if columns[pos].required => Blank::Required,
                     _ => Blank::Fine,
                 };
@@ -169,21 +166,17 @@ impl FieldPass {
             numbers: vec![None; kind.columns().len()],
             deleting: false,
             facts: RowFacts::new(0),
+            row_offset: 0,
+            row_address: 0,
+            flags: Flags::default(),
             batch: Batch::default(),
         }
     }
 
-    /// Rows waiting in the current batch.
-    pub fn pending_rows(&self) -> usize {
-        self.batch.rows.len()
-    }
-
-    /// Hands over the current batch and carries on in `next` (a batch handed back empty, to reuse its memory).
-    pub fn take_batch(&mut self, bytes_read: u64, mut next: Batch) -> Batch {
+    /// Hands over the rows checked so far and carries on in `next` (a batch handed back, to reuse its memory).
+    pub fn take_batch(&mut self, mut next: Batch) -> Batch {
         next.clear();
-        let mut batch = std::mem::replace(&mut self.batch, next);
-        batch.bytes_read = bytes_read;
-        batch
+        std::mem::replace(&mut self.batch, next)
     }
 
     fn file(&self) -> &'static str {
@@ -210,8 +203,8 @@ impl FieldPass {
         self.batch.rows.push(facts);
     }
 
-    /// Checks the record the reader holds.
-    pub fn row<R: Read>(&mut self, line: u64, rec: &RecordReader<R>) {
+    /// Checks one record.
+    pub fn row(&mut self, line: u64, rec: &RecordView) {
         let mut report = std::mem::take(&mut self.batch.findings);
         let f0 = report.0.len() as u32;
         let r0 = self.batch.refs.len() as u32;
@@ -231,11 +224,15 @@ impl FieldPass {
             self.numbers[pos] = None;
         }
         self.deleting = false;
-        // One UTF-8 and NUL check for the whole row; fields then slice it without checking again.
-        let bytes = rec.record_bytes();
+        // One UTF-8 and NUL check for the whole row; fields then slice it without checking again. The reader
+        // already knows whether the row is plain ASCII.
+        let bytes = rec.bytes();
+        self.flags = rec.flags();
+        self.row_offset = rec.offset();
+        self.row_address = bytes.as_ptr() as usize;
         let whole = std::str::from_utf8(bytes)
             .ok()
-            .filter(|_| memchr::memchr(0, bytes).is_none());
+            .filter(|_| self.flags.plain || memchr::memchr(0, bytes).is_none());
         for k in 0..self.present.len() {
             let (pos, fi, blank) = self.present[k];
             let (start, end) = rec.field_range(fi);
@@ -267,17 +264,30 @@ impl FieldPass {
         self.facts.refs = (r0, self.batch.refs.len() as u32);
         self.facts.findings = (f0, report.0.len() as u32);
         self.batch.findings = report;
-        let facts = std::mem::replace(&mut self.facts, RowFacts::new(0));
-        self.batch.rows.push(facts);
+        self.batch.rows.push(self.facts);
+    }
+
+    /// Where a value of the current row sits in the batch's record data.
+    fn span(&self, v: &str) -> (u32, u32) {
+        let start = self.row_offset + (v.as_ptr() as usize).wrapping_sub(self.row_address);
+        (start as u32, (start + v.len()) as u32)
+    }
+
+    /// A sourcedId's syntax. In a bare row every byte is one an id may have, so only the length is left.
+    fn guid(&self, v: &str) -> Option<Problem> {
+        if self.flags.bare && !v.is_empty() && v.len() <= fields::MAX_GUID_BYTES {
+            return None;
+        }
+        fields::guid(v)
     }
 
     /// Checks a reference's syntax and keeps it for the link pass.
     fn keep_reference(&mut self, line: u64, pos: usize, v: &str, list: bool, report: &mut Pending) {
-        if let Some(p) = fields::guid(v) {
+        if let Some(p) = self.guid(v) {
             report.push(self.at(line, pos, p, v.as_bytes()));
             return;
         }
-        let text = self.batch.keep_text(v);
+        let text = self.span(v);
         self.batch.refs.push(RefItem {
             pos: pos as u8,
             list,
@@ -360,11 +370,11 @@ impl FieldPass {
             report.push(this.at(line, pos, p, value));
         };
         match column.ty {
-            ColumnType::Guid => match fields::guid(v) {
+            ColumnType::Guid => match self.guid(v) {
                 Some(p) => push(self, report, p, raw),
                 None => {
                     self.facts.id = Some(Fp::of(raw));
-                    self.facts.id_text = self.batch.keep_text(v);
+                    self.facts.id_text = self.span(v);
                 }
             },
             ColumnType::Status | ColumnType::Text => {}

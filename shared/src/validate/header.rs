@@ -7,6 +7,7 @@ use crate::spec::{FileKind, known_misspelling};
 use crate::suggest;
 
 /// Where each spec column sits in the file.
+#[derive(Clone)]
 pub struct HeaderMap {
     /// Field index of each spec column, in spec order.
     pub fields: Vec<Option<usize>>,

@@ -1,15 +1,15 @@
-//! The link pass over one data file, on the validating thread: everything that needs what other rows and
-//! files said. It records each row's id (reporting duplicates), resolves references against the files already
-//! read (or later in the same file), and runs the checks that compare records: an org that must be a school,
-//! a course's school year, an enrollment's role and school, parent cycles.
+//! The link pass over a batch of rows, on the worker thread right after the field pass: everything that needs
+//! the files read before. It resolves references into those files (their indexes no longer change, so every
+//! worker reads them at once) and runs the checks that compare records: an org that must be a school, a
+//! course's school year, an enrollment's role and school. References within the file being read, and its own
+//! ids, are the merger's (see `merge`), which sees the rows in order.
 
 use super::fieldpass::{Batch, MAX_COLUMNS, RowFacts};
-use super::state::{Attributes, DupCheck, Found, Indexes};
+use super::state::{Attributes, Found, Indexes};
 use crate::finding::{Code, Finding, Severity};
 use crate::index::Fp;
-use crate::report::ReportBuilder;
 use crate::spec::{
-    Column, ColumnType, ENROLLMENT_ROLES, FileKind, Mode, ORG_TYPES, SESSION_TYPES, USER_ROLES,
+    Column, ColumnType, ENROLLMENT_ROLES, FileKind, ORG_TYPES, SESSION_TYPES, USER_ROLES,
 };
 
 /// How references from one column into another file are checked.
@@ -48,13 +48,6 @@ const ROLES_AGREE: [[bool; 8]; 4] = {
     table
 };
 
-/// A reference to the file being read that did not resolve yet (it may be defined further down).
-struct Deferred {
-    fp: Fp,
-    line: u32,
-    pos: u8,
-}
-
 /// Spec positions of the columns the link checks read, looked up once per file rather than once per row.
 struct Cols {
     kind: Option<usize>,
@@ -81,48 +74,81 @@ impl Cols {
     }
 }
 
-/// The link pass's state for one file.
+/// The text of a range of a batch's record data (the field pass only keeps ranges of valid UTF-8).
+pub fn text_at(data: &[u8], range: (u32, u32)) -> &str {
+    data.get(range.0 as usize..range.1 as usize)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .unwrap_or("")
+}
+
+/// The file a reference column points into.
+pub fn target_of(column: &Column) -> FileKind {
+    match column.ty {
+        ColumnType::Ref(t) | ColumnType::RefList(t) => t,
+        _ => FileKind::Orgs,
+    }
+}
+
+/// A reference that resolves nowhere.
+pub fn missing_reference(
+    kind: FileKind,
+    column: &Column,
+    line: u64,
+    target: FileKind,
+    severity: Severity,
+    v: &str,
+) -> Finding {
+    let hint = match severity {
+        Severity::Error => format!(
+            "add the record to {}, or correct the reference",
+            target.file_name()
+        ),
+        Severity::Warning => format!(
+            "fine if it already exists from an earlier sync; otherwise add it to {}",
+            target.file_name()
+        ),
+    };
+    Finding::new(
+        severity,
+        Code::RefMissing,
+        format!("{v:?} is not a sourcedId in {}", target.file_name()),
+    )
+    .file(kind.file_name())
+    .line(line)
+    .column(column.name)
+    .value(v.as_bytes())
+    .hint(hint)
+}
+
+/// One worker's link pass state for one file.
 pub struct LinkPass {
     cols: Cols,
     kind: FileKind,
-    mode: Option<Mode>,
     columns: &'static [Column],
     targets: Vec<Target>,
     /// How a demographics row's sourcedId is checked against users.
     demographics_user: Target,
+    /// Per column (and one more slot for a demographics row's own id): the absent file was reported. The
+    /// merger keeps only the first such finding of the file; this just spares it the repeats.
     absent_reported: Vec<bool>,
     // Per-row scratch, indexed by spec position.
     fps: [Option<Fp>; MAX_COLUMNS],
     found: [Option<Found>; MAX_COLUMNS],
     enums: [u8; MAX_COLUMNS],
-    /// For files no other file references: ids kept only to find duplicates, sorted once at the end.
-    dups: Option<DupCheck>,
     /// Positions set by the current row.
     touched: Vec<usize>,
     /// What each reference of the current batch found (kept to reuse its allocation).
     founds: Vec<Option<Found>>,
-    deferred: Vec<Deferred>,
-    /// The text of each deferred id, once.
-    deferred_text: crate::index::FpMap<String>,
-    /// Ids the current row deferred already.
-    deferred_in_row: std::collections::HashSet<Fp>,
-    /// Rows seen so far.
-    pub rows: u64,
+    users_of_demographics: Vec<Option<Found>>,
+    /// The batch's findings, row by row, as they are put in order (kept to reuse its allocation).
+    ordered: Vec<Finding>,
 }
 
 impl LinkPass {
-    pub fn new(
-        kind: FileKind,
-        mode: Option<Mode>,
-        targets: Vec<Target>,
-        demographics_user: Target,
-        expected_rows: usize,
-    ) -> LinkPass {
+    pub fn new(kind: FileKind, targets: Vec<Target>, demographics_user: Target) -> LinkPass {
         LinkPass {
-            dups: (!kind.is_referenced()).then(|| DupCheck::new(expected_rows)),
             cols: Cols::of(kind),
             kind,
-            mode,
             columns: kind.columns(),
             targets,
             demographics_user,
@@ -132,18 +158,8 @@ impl LinkPass {
             enums: [u8::MAX; MAX_COLUMNS],
             touched: Vec::with_capacity(MAX_COLUMNS),
             founds: Vec::new(),
-            deferred: Vec::new(),
-            deferred_text: crate::index::fp_map(),
-            deferred_in_row: std::collections::HashSet::new(),
-            rows: 0,
-        }
-    }
-
-    /// The file a reference column points into.
-    fn target_of(&self, pos: usize) -> FileKind {
-        match self.columns[pos].ty {
-            ColumnType::Ref(t) | ColumnType::RefList(t) => t,
-            _ => FileKind::Orgs,
+            users_of_demographics: Vec::new(),
+            ordered: Vec::new(),
         }
     }
 
@@ -159,55 +175,50 @@ impl LinkPass {
         self.kind.file_name()
     }
 
-    /// Links every row of a batch, reporting the field pass's findings in row order on the way.
-    /// The batch's findings are moved into the report; the rest is left for the caller to recycle.
-    pub fn batch(&mut self, batch: &mut Batch, idx: &mut Indexes, report: &mut ReportBuilder) {
+    /// Links every row of a batch (`data` is its record data). Afterwards the batch's findings are all of
+    /// them, row by row, and each row carries the attributes its id is recorded with.
+    pub fn batch(&mut self, batch: &mut Batch, data: &[u8], idx: &Indexes) {
         let Batch {
             rows,
             refs,
-            text,
             findings,
-            ..
         } = batch;
-        let text_of =
-            |range: (u32, u32)| text.get(range.0 as usize..range.1 as usize).unwrap_or("");
         // Look every reference of the batch up in one tight loop first: the lookups are independent, so the
         // processor overlaps their cache misses instead of waiting for each in turn.
         let mut founds = std::mem::take(&mut self.founds);
         founds.clear();
         founds.extend(refs.iter().map(|item| {
             let pos = item.pos as usize;
-            let target = self.target_of(pos);
+            let target = target_of(&self.columns[pos]);
             match self.targets[pos] {
-                // References into this same file are looked up row by row, after earlier rows are recorded.
+                // References into this same file are the merger's.
                 Target::Check(_) if target != self.kind => idx.lookup(target, &item.fp),
                 _ => None,
             }
         }));
-        let users_of_demographics: Vec<Option<Found>> = if self.kind == FileKind::Demographics
-            && matches!(self.demographics_user, Target::Check(_))
+        let mut users = std::mem::take(&mut self.users_of_demographics);
+        users.clear();
+        if self.kind == FileKind::Demographics && matches!(self.demographics_user, Target::Check(_))
         {
-            rows.iter()
-                .map(|r| r.id.and_then(|fp| idx.lookup(FileKind::Users, &fp)))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let mut findings = findings.0.drain(..);
-        for (r, row) in rows.iter().enumerate() {
-            for _ in row.findings.0..row.findings.1 {
-                if let Some(f) = findings.next() {
-                    report.push(f);
-                }
-            }
-            self.rows += 1;
+            users.extend(
+                rows.iter()
+                    .map(|r| r.id.and_then(|fp| idx.lookup(FileKind::Users, &fp))),
+            );
+        }
+        let mut out = std::mem::take(&mut self.ordered);
+        out.clear();
+        let mut field_findings = findings.0.drain(..);
+        for (r, row) in rows.iter_mut().enumerate() {
+            let f0 = out.len() as u32;
+            out.extend(
+                field_findings
+                    .by_ref()
+                    .take((row.findings.1 - row.findings.0) as usize),
+            );
             // Clear only what the previous row set: cheaper than wiping the arrays row after row.
             for pos in self.touched.drain(..) {
                 self.fps[pos] = None;
                 self.found[pos] = None;
-            }
-            if !self.deferred_in_row.is_empty() {
-                self.deferred_in_row.clear();
             }
             self.enums = row.enums;
             for (i, item) in refs
@@ -221,34 +232,34 @@ impl LinkPass {
                 if !item.list {
                     self.fps[pos] = Some(item.fp);
                 }
-                if row.deleting {
+                let target = target_of(&self.columns[pos]);
+                if row.deleting || target == self.kind {
                     continue;
                 }
-                let value = text_of(item.text);
-                let target = self.target_of(pos);
-                let found = if target == self.kind {
-                    idx.lookup(target, &item.fp)
-                } else {
-                    founds[i]
-                };
                 self.resolve(
                     row.line,
                     pos,
                     target,
                     self.targets[pos],
-                    item.fp,
-                    value,
-                    found,
-                    report,
+                    item.text,
+                    founds[i],
+                    data,
+                    &mut out,
                 );
                 if self.columns[pos].ty == ColumnType::SchoolRef {
-                    self.check_school(row.line, pos, value, report);
+                    self.check_school(row.line, pos, text_at(data, item.text), &mut out);
                 }
             }
-            let user = users_of_demographics.get(r).copied().flatten();
-            self.after_row(row, text_of(row.id_text), user, idx, report);
+            let user = users.get(r).copied().flatten();
+            self.after_row(row, data, user, idx, &mut out);
+            row.findings = (f0, out.len() as u32);
         }
+        drop(field_findings);
+        // The field pass's findings are all moved; its vector becomes next batch's scratch.
+        std::mem::swap(&mut findings.0, &mut out);
+        self.ordered = out;
         self.founds = founds;
+        self.users_of_demographics = users;
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -258,10 +269,10 @@ impl LinkPass {
         pos: usize,
         target: FileKind,
         how: Target,
-        fp: Fp,
-        v: &str,
+        text: (u32, u32),
         found: Option<Found>,
-        report: &mut ReportBuilder,
+        data: &[u8],
+        out: &mut Vec<Finding>,
     ) {
         match how {
             Target::Skip => {}
@@ -273,93 +284,33 @@ impl LinkPass {
                 };
                 if !self.absent_reported[slot] {
                     self.absent_reported[slot] = true;
-                    report.push(
-                        Finding::new(
-                            severity,
-                            Code::RefTargetAbsent,
-                            format!(
-                                "{} references {} records, but the bundle has no {}; these references were not checked",
-                                self.columns[pos].name,
-                                target.name(),
-                                target.file_name()
-                            ),
-                        )
-                        .file(self.file())
-                        .line(line)
-                        .column(self.columns[pos].name)
-                        .hint(match severity {
-                            Severity::Error => format!(
-                                "a bulk bundle must include every file it references: add {}",
-                                target.file_name()
-                            ),
-                            Severity::Warning => format!(
-                                "fine if these {} already exist from an earlier sync; otherwise add {}",
-                                target.name(),
-                                target.file_name()
-                            ),
-                        }),
-                    );
+                    out.push(absent_target(
+                        self.kind,
+                        &self.columns[pos],
+                        line,
+                        target,
+                        severity,
+                    ));
                 }
             }
-            Target::Check(severity) => {
-                if let Some(found) = found {
-                    if pos < self.found.len() {
-                        self.found[pos] = Some(found);
-                        self.touched.push(pos);
-                    }
-                    return;
+            Target::Check(severity) => match found {
+                Some(found) => {
+                    self.found[pos] = Some(found);
+                    self.touched.push(pos);
                 }
-                if target == self.kind {
-                    // Defined further down the same file, perhaps: decide at the end. Kept compactly (the
-                    // text once per distinct id), and once per row however often the row repeats it.
-                    if self.deferred_in_row.insert(fp) {
-                        self.deferred.push(Deferred {
-                            fp,
-                            line: u32::try_from(line).unwrap_or(u32::MAX),
-                            pos: pos as u8,
-                        });
-                        self.deferred_text
-                            .entry(fp)
-                            .or_insert_with(|| v.to_string());
-                    }
-                    return;
-                }
-                report.push(self.missing_reference(line, pos, target, severity, v));
-            }
+                None => out.push(missing_reference(
+                    self.kind,
+                    &self.columns[pos],
+                    line,
+                    target,
+                    severity,
+                    text_at(data, text),
+                )),
+            },
         }
     }
 
-    fn missing_reference(
-        &self,
-        line: u64,
-        pos: usize,
-        target: FileKind,
-        severity: Severity,
-        v: &str,
-    ) -> Finding {
-        let hint = match severity {
-            Severity::Error => format!(
-                "add the record to {}, or correct the reference",
-                target.file_name()
-            ),
-            Severity::Warning => format!(
-                "fine if it already exists from an earlier sync; otherwise add it to {}",
-                target.file_name()
-            ),
-        };
-        Finding::new(
-            severity,
-            Code::RefMissing,
-            format!("{v:?} is not a sourcedId in {}", target.file_name()),
-        )
-        .file(self.file())
-        .line(line)
-        .column(self.columns[pos].name)
-        .value(v.as_bytes())
-        .hint(hint)
-    }
-
-    fn check_school(&self, line: u64, pos: usize, v: &str, report: &mut ReportBuilder) {
+    fn check_school(&self, line: u64, pos: usize, v: &str, out: &mut Vec<Finding>) {
         let Some(Found::Typed(kind)) = self.found[pos] else {
             return;
         };
@@ -369,7 +320,7 @@ impl LinkPass {
         if org_type == "school" {
             return;
         }
-        report.push(
+        out.push(
             Finding::error(
                 Code::RefNotSchool,
                 format!("{v:?} is an org of type {org_type}, not a school"),
@@ -382,41 +333,38 @@ impl LinkPass {
         );
     }
 
-    /// Records the row's id and runs the checks that compare it with other records.
+    /// Runs the checks that compare the row with other records, and notes what its id is recorded with.
     fn after_row(
         &mut self,
-        row: &RowFacts,
-        id: &str,
+        row: &mut RowFacts,
+        data: &[u8],
         user: Option<Found>,
-        idx: &mut Indexes,
-        report: &mut ReportBuilder,
+        idx: &Indexes,
+        out: &mut Vec<Finding>,
     ) {
         let line = row.line;
-        let kind = self.kind;
-        match kind {
-            FileKind::Enrollments if !row.deleting => self.check_enrollment(line, idx, report),
-            FileKind::Courses => self.check_school_year(line, idx, report),
+        match self.kind {
+            FileKind::Enrollments if !row.deleting => self.check_enrollment(line, idx, out),
+            FileKind::Courses => self.check_school_year(line, idx, out),
             _ => {}
         }
-        let Some(fp) = row.id else { return };
-        if kind == FileKind::Demographics && !row.deleting {
+        if self.kind == FileKind::Demographics && !row.deleting && row.id.is_some() {
             // A demographics record describes the user with the same sourcedId.
             self.resolve(
                 line,
                 0,
                 FileKind::Users,
                 self.demographics_user,
-                fp,
-                id,
+                row.id_text,
                 user,
-                report,
+                data,
+                out,
             );
         }
-        let attributes = match kind {
+        row.attributes = match self.kind {
             FileKind::Orgs | FileKind::AcademicSessions => Attributes::Node {
                 kind: self.enum_at(self.cols.kind).unwrap_or(u8::MAX),
                 parent: self.fp_at(self.cols.parent),
-                id: id.into(),
             },
             FileKind::Users => Attributes::User {
                 role: self.enum_at(self.cols.role).unwrap_or(u8::MAX),
@@ -426,27 +374,9 @@ impl LinkPass {
             },
             _ => Attributes::Plain,
         };
-        let line32 = u32::try_from(line).unwrap_or(u32::MAX);
-        if let Some(dups) = &mut self.dups {
-            dups.push(fp, line32);
-            return;
-        }
-        if let Some(first) = idx.insert(kind, fp, line32, attributes) {
-            report.push(
-                Finding::error(
-                    Code::IdDuplicate,
-                    format!("the sourcedId {id:?} is already used on line {first}"),
-                )
-                .file(self.file())
-                .line(line)
-                .column("sourcedId")
-                .value(id.as_bytes())
-                .hint("give every record in a file its own sourcedId"),
-            );
-        }
     }
 
-    fn check_school_year(&self, line: u64, idx: &Indexes, report: &mut ReportBuilder) {
+    fn check_school_year(&self, line: u64, idx: &Indexes, out: &mut Vec<Finding>) {
         let Some(pos) = self.cols.school_year else {
             return;
         };
@@ -456,7 +386,7 @@ impl LinkPass {
         if session.kind == u8::MAX || SESSION_TYPES[session.kind as usize] == "schoolYear" {
             return;
         }
-        report.push(
+        out.push(
             Finding::warning(
                 Code::RefWrongType,
                 format!(
@@ -473,7 +403,7 @@ impl LinkPass {
     }
 
     /// An enrollment's role should match its user's role, and its school its class's school.
-    fn check_enrollment(&self, line: u64, idx: &Indexes, report: &mut ReportBuilder) {
+    fn check_enrollment(&self, line: u64, idx: &Indexes, out: &mut Vec<Finding>) {
         let role = self.enum_at(self.cols.role);
         let user = self.cols.user.and_then(|p| self.found[p]);
         if let (Some(role), Some(Found::User(user_role))) = (role, user)
@@ -486,7 +416,7 @@ impl LinkPass {
             && !agrees
         {
             let (role, user_role) = (ENROLLMENT_ROLES[role as usize], user_role_name);
-            report.push(
+            out.push(
                 Finding::warning(
                     Code::EnrollmentRoleMismatch,
                     format!("the enrollment role is {role} but the user's role is {user_role}"),
@@ -507,7 +437,7 @@ impl LinkPass {
                 .orgs
                 .get(&class_school)
                 .map_or_else(|| "another school".to_string(), |o| format!("{:?}", o.id));
-            report.push(
+            out.push(
                 Finding::warning(
                     Code::EnrollmentSchoolMismatch,
                     format!("the enrollment's school differs from its class's school ({name})"),
@@ -519,110 +449,38 @@ impl LinkPass {
             );
         }
     }
-
-    /// Repeated ids of a file nothing references, as (line, line of first use), in line order. Their text was
-    /// not kept; the caller reads those lines again to name them.
-    pub fn duplicates(&mut self) -> Vec<(u32, u32)> {
-        self.dups
-            .take()
-            .map(DupCheck::duplicates)
-            .unwrap_or_default()
-    }
-
-    /// Checks that need the whole file: references to records further down, parent cycles, an empty file.
-    pub fn finish(&mut self, idx: &Indexes, report: &mut ReportBuilder) {
-        let severity = match self.mode {
-            Some(Mode::Delta) => Severity::Warning,
-            _ => Severity::Error,
-        };
-        for d in std::mem::take(&mut self.deferred) {
-            if !idx.contains(self.kind, &d.fp) {
-                let value = self.deferred_text.get(&d.fp).map_or("", String::as_str);
-                report.push(self.missing_reference(
-                    u64::from(d.line),
-                    d.pos as usize,
-                    self.kind,
-                    severity,
-                    value,
-                ));
-            }
-        }
-        self.deferred_text = crate::index::fp_map();
-        match self.kind {
-            FileKind::Orgs => report_cycles(self.kind, &idx.orgs, report),
-            FileKind::AcademicSessions => report_cycles(self.kind, &idx.sessions, report),
-            _ => {}
-        }
-        if self.rows == 0 {
-            report.push(
-                Finding::warning(
-                    Code::FileNoRows,
-                    format!("{} has a header but no rows", self.file()),
-                )
-                .file(self.file())
-                .hint(format!(
-                    "leave the file out and declare it absent in manifest.csv; an empty bulk file would remove every {}",
-                    self.kind.name()
-                )),
-            );
-        }
-    }
 }
 
-/// Reports each loop of parents once, at the line of its first member.
-fn report_cycles(
+/// The referenced file is not in the bundle: said once per column.
+fn absent_target(
     kind: FileKind,
-    nodes: &crate::index::FpMap<super::state::Node>,
-    report: &mut ReportBuilder,
-) {
-    use std::collections::HashMap;
-    // 0 = unvisited, 1 = on the current path, 2 = done.
-    let mut state: HashMap<Fp, u8> = HashMap::with_capacity(nodes.len());
-    let mut starts: Vec<(&Fp, u32)> = nodes.iter().map(|(fp, n)| (fp, n.line)).collect();
-    starts.sort_by_key(|(_, line)| *line);
-    for (start, _) in starts {
-        let mut path: Vec<Fp> = Vec::new();
-        let mut at = Some(*start);
-        while let Some(fp) = at {
-            match state.get(&fp).copied().unwrap_or(0) {
-                2 => break,
-                1 => {
-                    let from = path.iter().position(|p| *p == fp).unwrap_or(0);
-                    let cycle = &path[from..];
-                    let first = cycle
-                        .iter()
-                        .filter_map(|p| nodes.get(p))
-                        .min_by_key(|n| n.line);
-                    let mut names: Vec<&str> = cycle
-                        .iter()
-                        .filter_map(|p| nodes.get(p))
-                        .map(|n| &*n.id)
-                        .collect();
-                    if let (Some(first), Some(head)) = (first, names.first().copied()) {
-                        names.push(head);
-                        report.push(
-                            Finding::error(
-                                Code::RefCycle,
-                                format!("parents loop back on themselves: {}", names.join(" → ")),
-                            )
-                            .file(kind.file_name())
-                            .line(u64::from(first.line))
-                            .column("parentSourcedId")
-                            .value(first.id.as_bytes())
-                            .hint("every parent chain must end at a record without a parent"),
-                        );
-                    }
-                    break;
-                }
-                _ => {
-                    state.insert(fp, 1);
-                    path.push(fp);
-                    at = nodes.get(&fp).and_then(|n| n.parent);
-                }
-            }
-        }
-        for fp in path {
-            state.insert(fp, 2);
-        }
-    }
+    column: &Column,
+    line: u64,
+    target: FileKind,
+    severity: Severity,
+) -> Finding {
+    Finding::new(
+        severity,
+        Code::RefTargetAbsent,
+        format!(
+            "{} references {} records, but the bundle has no {}; these references were not checked",
+            column.name,
+            target.name(),
+            target.file_name()
+        ),
+    )
+    .file(kind.file_name())
+    .line(line)
+    .column(column.name)
+    .hint(match severity {
+        Severity::Error => format!(
+            "a bulk bundle must include every file it references: add {}",
+            target.file_name()
+        ),
+        Severity::Warning => format!(
+            "fine if these {} already exist from an earlier sync; otherwise add {}",
+            target.name(),
+            target.file_name()
+        ),
+    })
 }

@@ -4,9 +4,10 @@
 mod fieldpass;
 mod header;
 mod linkpass;
+mod merge;
 mod state;
 
-use crate::csvread::{Next, RecordReader};
+use crate::csvread::{Next, Outcome, RecordReader, Records};
 use crate::finding::{Code, Finding, Severity};
 use crate::input::{Bundle, InputError, Shape};
 use crate::limits::Limits;
@@ -14,21 +15,24 @@ use crate::manifest::{self, Declared};
 use crate::progress::Progress;
 use crate::report::{FileSummary, Report, ReportBuilder};
 use crate::spec::{ColumnType, FileKind, Mode};
-use fieldpass::{BATCH_ROWS, Batch, FieldPass};
+use fieldpass::{Batch, FieldPass};
+use header::HeaderMap;
 use linkpass::{LinkPass, Target};
+use merge::Merge;
 use state::Indexes;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::mpsc::sync_channel;
+use std::sync::{Arc, Mutex};
 
-/// Batches in flight between the field pass and the link pass (bounds memory while keeping both cores busy).
-const BATCHES_IN_FLIGHT: usize = 8;
+/// Most rows in a batch handed from the reader to a worker.
+const BATCH_ROWS: usize = 4096;
 
-/// Bytes per row assumed when sizing a file's id index before reading it.
-const BYTES_PER_ROW_ESTIMATE: u64 = 72;
+/// Most bytes of record data in a batch (a batch of very long rows is cut short).
+const BATCH_BYTES: usize = 1 << 20;
 
-/// The most rows an index is sized for up front: a size taken from the file (or a zip's header, which the
-/// sender writes) is only a hint, so beyond this the index grows with the rows actually read.
-const MOST_ROWS_RESERVED: u64 = 4_000_000;
+/// Most worker threads, however many cores there are: past this the reader cannot keep them busy.
+const MOST_WORKERS: usize = 8;
 
 /// Opens and validates a `.zip`, a folder or a single CSV file.
 pub fn validate_path(
@@ -361,78 +365,182 @@ fn check_file(
         ids_readable,
         idx,
     );
-    let expected_rows = bundle_size.map_or(0, |bytes| {
-        (bytes / BYTES_PER_ROW_ESTIMATE).min(MOST_ROWS_RESERVED) as usize
-    });
-    if kind.is_referenced() {
-        idx.reserve(kind, expected_rows);
-    }
-    let mut link = LinkPass::new(kind, mode, targets, demographics_user, expected_rows);
-    let mut field = FieldPass::new(kind, mode, header, limits.max_field_bytes);
-    let (max_columns, max_record_bytes) = (limits.max_columns, limits.max_record_bytes);
-
-    // The field pass reads and checks rows on its own thread; this thread links them as batches arrive.
-    let outcome = std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<std::io::Result<Batch>>(BATCHES_IN_FLIGHT);
-        // Linked batches come back empty to be filled again, so memory is allocated once per file.
-        let (back_tx, back_rx) = std::sync::mpsc::channel::<Batch>();
-        let spawned = std::thread::Builder::new().name(format!("read {file}")).spawn_scoped(scope, move || {
-            loop {
-                let next = match reader.next_record() {
-                    Ok(next) => next,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                match next {
-                    Next::Record { line } => field.row(line, &reader),
-                    Next::TooLong { line } => field.skipped(line, Finding::error(
-                        Code::CsvRecordTooLong,
-                        format!("the row is longer than {max_record_bytes} bytes; it was skipped"),
-                    )
-                    .file(file)
-                    .line(line)
-                    .hint("look for an unclosed quote that joins many lines into one; raise --max-record-bytes if the row is genuine")),
-                    Next::TooManyFields { line } => field.skipped(line, Finding::error(
-                        Code::CsvTooManyFields,
-                        format!("the row has more than {max_columns} fields; it was skipped"),
-                    )
-                    .file(file)
-                    .line(line)
-                    .hint("quote fields that contain commas; raise --max-columns if the row is genuine")),
-                    Next::End => break,
-                }
-                if field.pending_rows() >= BATCH_ROWS {
-                    let spare = back_rx.try_recv().unwrap_or_default();
-                    if tx.send(Ok(field.take_batch(reader.bytes_read(), spare))).is_err() {
-                        return;
-                    }
-                }
-            }
-            let _ = tx.send(Ok(field.take_batch(reader.bytes_read(), Batch::default())));
-        });
-        spawned?;
-        for batch in rx {
-            let mut batch = batch?;
-            progress.advanced(batch.bytes_read);
-            link.batch(&mut batch, idx, report);
-            // The field pass may be done already; then the batch is simply dropped.
-            let _ = back_tx.send(batch);
-        }
-        Ok::<(), std::io::Error>(())
-    });
+    let mut merge = Merge::new(kind, mode, targets.clone(), idx, bundle_size);
+    let plan = Plan {
+        kind,
+        mode,
+        header,
+        targets,
+        demographics_user,
+        limits,
+    };
+    let outcome = check_rows(reader, &plan, idx, &mut merge, report, progress);
     outcome.map_err(read_error)?;
-    let duplicates = link.duplicates();
+    let duplicates = merge.duplicates();
     if !duplicates.is_empty() {
         report_duplicates(bundle, kind, id_field, &duplicates, limits, report)?;
     }
-    link.finish(idx, report);
+    let rows = merge.rows;
+    merge.finish(idx, report);
     if ids_readable {
         idx.complete.insert(kind);
     }
     progress.file_finished();
-    Ok(link.rows)
+    Ok(rows)
+}
+
+/// How the rows of one file are checked: what every worker needs.
+struct Plan<'a> {
+    kind: FileKind,
+    mode: Option<Mode>,
+    header: HeaderMap,
+    targets: Vec<Target>,
+    demographics_user: Target,
+    limits: &'a Limits,
+}
+
+/// Workers that check rows: one per core (the reader and the merger are light and share them).
+fn worker_count() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get().clamp(1, MOST_WORKERS))
+}
+
+/// Reads the rows of a file on one thread, checks them in batches on every core, and merges the checked
+/// batches back in row order on this thread. The file's own index is the merger's; the workers only read the
+/// indexes of files read before, which no longer change.
+fn check_rows<R: std::io::Read + Send>(
+    mut reader: RecordReader<R>,
+    plan: &Plan,
+    idx: &Indexes,
+    merge: &mut Merge,
+    report: &mut ReportBuilder,
+    progress: &dyn Progress,
+) -> std::io::Result<()> {
+    let workers = worker_count();
+    let file = plan.kind.file_name();
+    // Batches go round: reader → worker → merger → back to the reader (records) and workers (findings), so
+    // memory is allocated once per file and bounded by the batches in flight.
+    let spare_records: Mutex<Vec<Records>> = Mutex::new(Vec::new());
+    let spare_batches: Mutex<Vec<Batch>> = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        let (work_tx, work_rx) = sync_channel::<(u64, Records)>(workers * 2);
+        // Shared by the workers, and dropped with the last of them, so the reader never waits on nobody.
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        let (done_tx, done_rx) = sync_channel::<(u64, Records, Batch)>(workers * 2);
+        let spare_records = &spare_records;
+        let spare_batches = &spare_batches;
+        let reading = std::thread::Builder::new()
+            .name(format!("read {file}"))
+            .spawn_scoped(scope, move || -> std::io::Result<()> {
+                for seq in 0.. {
+                    let mut records: Records = take_spare(spare_records).unwrap_or_default();
+                    records.clear();
+                    let mut end = false;
+                    while records.len() < BATCH_ROWS && records.data_len() < BATCH_BYTES {
+                        let next = reader.next_record()?;
+                        if next == Next::End {
+                            end = true;
+                            break;
+                        }
+                        records.push(&next, &reader);
+                    }
+                    records.bytes_read = reader.bytes_read();
+                    if !records.is_empty() && work_tx.send((seq, records)).is_err() {
+                        break;
+                    }
+                    if end {
+                        break;
+                    }
+                }
+                Ok(())
+            })?;
+        for n in 0..workers {
+            let work_rx = Arc::clone(&work_rx);
+            let done_tx = done_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("check {file} {n}"))
+                .spawn_scoped(scope, move || {
+                    let mut field = FieldPass::new(
+                        plan.kind,
+                        plan.mode,
+                        plan.header.clone(),
+                        plan.limits.max_field_bytes,
+                    );
+                    let mut link =
+                        LinkPass::new(plan.kind, plan.targets.clone(), plan.demographics_user);
+                    loop {
+                        let job = match work_rx.lock() {
+                            Ok(rx) => rx.recv(),
+                            Err(_) => return,
+                        };
+                        let Ok((seq, records)) = job else { return };
+                        check_batch(&mut field, plan, &records);
+                        let mut batch =
+                            field.take_batch(take_spare(spare_batches).unwrap_or_default());
+                        link.batch(&mut batch, records.data(), idx);
+                        if done_tx.send((seq, records, batch)).is_err() {
+                            return;
+                        }
+                    }
+                })?;
+        }
+        drop(work_rx);
+        drop(done_tx);
+        // Workers finish out of order; batches wait here until every earlier one is merged.
+        let mut waiting = BTreeMap::new();
+        let mut next = 0;
+        for (seq, records, batch) in done_rx {
+            waiting.insert(seq, (records, batch));
+            while let Some((records, mut batch)) = waiting.remove(&next) {
+                progress.advanced(records.bytes_read);
+                merge.batch(records.data(), &mut batch, report);
+                if let Ok(mut pool) = spare_records.lock() {
+                    pool.push(records);
+                }
+                if let Ok(mut pool) = spare_batches.lock() {
+                    pool.push(batch);
+                }
+                next += 1;
+            }
+        }
+        match reading.join() {
+            Ok(read) => read,
+            // Reading cannot panic on input; a panic there is a bug, so it is passed on rather than hidden.
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// A batch handed back to be filled again, if there is one.
+fn take_spare<T>(pool: &Mutex<Vec<T>>) -> Option<T> {
+    pool.lock().ok().and_then(|mut p| p.pop())
+}
+
+/// The field pass over one batch of records.
+fn check_batch(field: &mut FieldPass, plan: &Plan, records: &Records) {
+    let file = plan.kind.file_name();
+    let (max_columns, max_record_bytes) = (plan.limits.max_columns, plan.limits.max_record_bytes);
+    for i in 0..records.len() {
+        let Some((line, outcome, view)) = records.get(i) else {
+            continue;
+        };
+        match outcome {
+            Outcome::Read => field.row(line, &view),
+            Outcome::TooLong => field.skipped(line, Finding::error(
+                Code::CsvRecordTooLong,
+                format!("the row is longer than {max_record_bytes} bytes; it was skipped"),
+            )
+            .file(file)
+            .line(line)
+            .hint("look for an unclosed quote that joins many lines into one; raise --max-record-bytes if the row is genuine")),
+            Outcome::TooManyFields => field.skipped(line, Finding::error(
+                Code::CsvTooManyFields,
+                format!("the row has more than {max_columns} fields; it was skipped"),
+            )
+            .file(file)
+            .line(line)
+            .hint("quote fields that contain commas; raise --max-columns if the row is genuine")),
+        }
+    }
 }
 
 /// Reports repeated ids of a file nothing references, reading just those lines again to name each id (only

@@ -2,7 +2,7 @@
 //! few attributes later files are checked against (org type, session type, user role, a class's school).
 //! Kept compact so a district of a million users and ten million enrollments fits in well under a gigabyte.
 
-use crate::index::{Fp, FpMap, fp_map};
+use crate::index::{Fp, FpMap, IdTable, fp_map};
 use crate::spec::FileKind;
 use std::collections::BTreeSet;
 
@@ -20,11 +20,11 @@ pub struct Indexes {
     pub orgs: FpMap<Node>,
     pub sessions: FpMap<Node>,
     /// Line and role index of each user.
-    pub users: FpMap<(u32, u8)>,
+    pub users: IdTable<(u32, u8)>,
     /// Line and school of each class.
-    pub classes: FpMap<(u32, Option<Fp>)>,
+    pub classes: IdTable<(u32, Option<Fp>)>,
     /// Line of each record of every other file, indexed by `FileKind as usize`.
-    pub others: Vec<FpMap<u32>>,
+    pub others: Vec<IdTable<u32>>,
     /// Files whose ids are all indexed (their sourcedId column was readable).
     pub complete: BTreeSet<FileKind>,
 }
@@ -42,12 +42,13 @@ pub enum Found {
 }
 
 /// Attributes of a row that later files are checked against.
+#[derive(Clone, Copy)]
 pub enum Attributes {
     Plain,
+    /// An org or session: its type index and parent.
     Node {
         kind: u8,
         parent: Option<Fp>,
-        id: Box<str>,
     },
     User {
         role: u8,
@@ -57,20 +58,25 @@ pub enum Attributes {
     },
 }
 
+/// The index of the file being read. The merging thread owns it (taken out of [`Indexes`]) while the workers
+/// share the indexes of the files read before, which no longer change.
+pub enum Own {
+    Nodes(FpMap<Node>),
+    Users(IdTable<(u32, u8)>),
+    Classes(IdTable<(u32, Option<Fp>)>),
+    Lines(IdTable<u32>),
+}
+
 impl Indexes {
     pub fn new() -> Indexes {
         Indexes {
             orgs: fp_map(),
             sessions: fp_map(),
-            users: fp_map(),
-            classes: fp_map(),
-            others: FileKind::ALL.iter().map(|_| fp_map()).collect(),
+            users: IdTable::default(),
+            classes: IdTable::default(),
+            others: FileKind::ALL.iter().map(|_| IdTable::default()).collect(),
             complete: BTreeSet::new(),
         }
-    }
-
-    pub fn contains(&self, kind: FileKind, fp: &Fp) -> bool {
-        self.lookup(kind, fp).is_some()
     }
 
     /// Finds a record by id, with the attributes later checks need.
@@ -84,112 +90,158 @@ impl Indexes {
         }
     }
 
-    /// Sizes the map for a file about to be read, so a large file does not rehash as it grows.
-    pub fn reserve(&mut self, kind: FileKind, rows: usize) {
-        // Only a hint: if the memory is not there, the maps grow as rows arrive instead.
-        let _ = match kind {
-            FileKind::Users => self.users.try_reserve(rows),
-            FileKind::Classes => self.classes.try_reserve(rows),
-            FileKind::Orgs | FileKind::AcademicSessions => Ok(()),
-            other => self.others[other as usize].try_reserve(rows),
-        };
+    /// Takes out the index of a file about to be read.
+    pub fn take(&mut self, kind: FileKind) -> Own {
+        match kind {
+            FileKind::Orgs => Own::Nodes(std::mem::take(&mut self.orgs)),
+            FileKind::AcademicSessions => Own::Nodes(std::mem::take(&mut self.sessions)),
+            FileKind::Users => Own::Users(std::mem::take(&mut self.users)),
+            FileKind::Classes => Own::Classes(std::mem::take(&mut self.classes)),
+            other => Own::Lines(std::mem::take(&mut self.others[other as usize])),
+        }
     }
 
-    /// Records a row's id. Returns the line the id was first used on when it is a duplicate.
-    pub fn insert(
-        &mut self,
-        kind: FileKind,
-        fp: Fp,
-        line: u32,
-        attributes: Attributes,
-    ) -> Option<u32> {
+    /// Puts back the index [`Indexes::take`] took out, once its file is read.
+    pub fn put(&mut self, kind: FileKind, own: Own) {
+        match (kind, own) {
+            (FileKind::Orgs, Own::Nodes(map)) => self.orgs = map,
+            (FileKind::AcademicSessions, Own::Nodes(map)) => self.sessions = map,
+            (FileKind::Users, Own::Users(map)) => self.users = map,
+            (FileKind::Classes, Own::Classes(map)) => self.classes = map,
+            (other, Own::Lines(map)) => self.others[other as usize] = map,
+            // Take and put always pair up by kind; anything else is dropped.
+            _ => {}
+        }
+    }
+}
+
+impl Own {
+    /// Makes room for `n` ids in all, if the memory is there.
+    pub fn reserve(&mut self, n: usize) {
+        match self {
+            Own::Nodes(m) => {
+                let _ = m.try_reserve(n.saturating_sub(m.len()));
+            }
+            Own::Users(m) => m.reserve(n),
+            Own::Classes(m) => m.reserve(n),
+            Own::Lines(m) => m.reserve(n),
+        }
+    }
+
+    pub fn contains(&self, fp: &Fp) -> bool {
+        match self {
+            Own::Nodes(m) => m.contains_key(fp),
+            Own::Users(m) => m.contains(fp),
+            Own::Classes(m) => m.contains(fp),
+            Own::Lines(m) => m.contains(fp),
+        }
+    }
+
+    /// Records a row's id (`id` is its text, kept for orgs and sessions). Returns the line the id was first
+    /// used on when it is a duplicate.
+    pub fn insert(&mut self, fp: Fp, line: u32, attributes: Attributes, id: &str) -> Option<u32> {
         use std::collections::hash_map::Entry;
         fn put<V>(
             map: &mut FpMap<V>,
             fp: Fp,
-            value: V,
+            value: impl FnOnce() -> V,
             line_of: impl Fn(&V) -> u32,
         ) -> Option<u32> {
             match map.entry(fp) {
                 Entry::Occupied(e) => Some(line_of(e.get())),
                 Entry::Vacant(e) => {
-                    e.insert(value);
+                    e.insert(value());
                     None
                 }
             }
         }
-        match (kind, attributes) {
-            (FileKind::Orgs, Attributes::Node { kind, parent, id }) => put(
-                &mut self.orgs,
-                fp,
-                Node {
-                    line,
-                    kind,
-                    parent,
-                    id,
-                },
-                |n| n.line,
-            ),
-            (FileKind::AcademicSessions, Attributes::Node { kind, parent, id }) => put(
-                &mut self.sessions,
-                fp,
-                Node {
-                    line,
-                    kind,
-                    parent,
-                    id,
-                },
-                |n| n.line,
-            ),
-            (FileKind::Users, Attributes::User { role }) => {
-                put(&mut self.users, fp, (line, role), |v| v.0)
+        match (self, attributes) {
+            (Own::Nodes(map), attributes) => {
+                let (kind, parent) = match attributes {
+                    Attributes::Node { kind, parent } => (kind, parent),
+                    _ => (u8::MAX, None),
+                };
+                put(
+                    map,
+                    fp,
+                    || Node {
+                        line,
+                        kind,
+                        parent,
+                        id: id.into(),
+                    },
+                    |n| n.line,
+                )
             }
-            (FileKind::Classes, Attributes::Class { school }) => {
-                put(&mut self.classes, fp, (line, school), |v| v.0)
+            (Own::Users(map), attributes) => {
+                let role = match attributes {
+                    Attributes::User { role } => role,
+                    _ => u8::MAX,
+                };
+                map.insert_new(fp, (line, role)).map(|v| v.0)
             }
-            (other, _) => put(&mut self.others[other as usize], fp, line, |v| *v),
+            (Own::Classes(map), attributes) => {
+                let school = match attributes {
+                    Attributes::Class { school } => school,
+                    _ => None,
+                };
+                map.insert_new(fp, (line, school)).map(|v| v.0)
+            }
+            (Own::Lines(map), _) => map.insert_new(fp, line),
         }
     }
 }
 
-/// Buckets a duplicate check spreads ids over (by the top bits of the fingerprint).
-const DUP_BUCKETS: usize = 64;
+/// Buckets a duplicate check spreads ids over (by the top bits of the fingerprint): few enough to append to
+/// cheaply, many enough that one bucket's table fits a core's cache.
+const DUP_BUCKETS: usize = 256;
 
 /// The ids of a file that no other file references (enrollments, demographics, results, the resource links):
 /// only duplicates matter, so ids are appended to buckets as they come (sequential writes, no hashing) and each
-/// bucket is sorted once at the end. Cheaper than a hash set for the ten million enrollments of a large
-/// district, and smaller.
+/// bucket is checked once at the end, in a table small enough to stay in cache. Cheaper than one large hash set
+/// for the ten million enrollments of a large district, and smaller.
 pub struct DupCheck {
     buckets: Vec<Vec<(Fp, u32)>>,
 }
 
 impl DupCheck {
-    pub fn new(expected_rows: usize) -> DupCheck {
-        let per_bucket = expected_rows / DUP_BUCKETS + expected_rows / (DUP_BUCKETS * 8);
+    pub fn new() -> DupCheck {
         DupCheck {
-            buckets: (0..DUP_BUCKETS)
-                .map(|_| Vec::with_capacity(per_bucket))
-                .collect(),
+            buckets: (0..DUP_BUCKETS).map(|_| Vec::new()).collect(),
         }
     }
 
+    /// Makes room for `n` ids in all (with some slack, as ids do not spread evenly), if the memory is there.
+    pub fn reserve(&mut self, n: usize) {
+        let per_bucket = n / DUP_BUCKETS + n / (DUP_BUCKETS * 8);
+        for bucket in &mut self.buckets {
+            let _ = bucket.try_reserve_exact(per_bucket.saturating_sub(bucket.len()));
+        }
+    }
+
+    /// Adds an id; ids come in line order.
     pub fn push(&mut self, fp: Fp, line: u32) {
-        let bucket = (fp.high() >> 58) as usize % DUP_BUCKETS;
+        let bucket = (fp.high() >> 56) as usize % DUP_BUCKETS;
         self.buckets[bucket].push((fp, line));
     }
 
-    /// Every repeated id as (line, line of its first use), in line order. The buckets are sorted on two
-    /// threads: this runs at the end of a file, when the field pass's core is free.
+    /// Every repeated id as (line, line of its first use), in line order. The buckets are checked on two
+    /// threads: this runs at the end of a file, when the workers' cores are free.
     pub fn duplicates(self) -> Vec<(u32, u32)> {
         fn scan(buckets: Vec<Vec<(Fp, u32)>>) -> Vec<(u32, u32)> {
+            use std::collections::hash_map::Entry;
             let mut found = Vec::new();
-            for mut bucket in buckets {
-                bucket.sort_unstable();
-                let mut first: Option<(Fp, u32)> = None;
+            let mut first: FpMap<u32> = fp_map();
+            for bucket in buckets {
+                first.clear();
+                first.reserve(bucket.len());
+                // Within a bucket ids are in line order, so the first one kept is the first use.
                 for (fp, line) in bucket {
-                    match first {
-                        Some((seen, at)) if seen == fp => found.push((line, at)),
-                        _ => first = Some((fp, line)),
+                    match first.entry(fp) {
+                        Entry::Occupied(e) => found.push((line, *e.get())),
+                        Entry::Vacant(e) => {
+                            e.insert(line);
+                        }
                     }
                 }
             }
@@ -200,7 +252,7 @@ impl DupCheck {
         let mut found = std::thread::scope(|s| {
             let other = s.spawn(move || scan(second_half));
             let mut found = scan(buckets);
-            // Sorting cannot fail on input; a panic there is a bug, so it is passed on rather than hidden.
+            // Checking cannot fail on input; a panic there is a bug, so it is passed on rather than hidden.
             match other.join() {
                 Ok(more) => found.extend(more),
                 Err(panic) => std::panic::resume_unwind(panic),

@@ -188,67 +188,44 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Rounds of (raw scan, validate) timed back to back. The machine's speed drifts (shared hosts), so each
+/// ratio compares two runs taken seconds apart, and the median of the rounds is reported.
+const ROUNDS: usize = 3;
+
 fn bench_validate(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
     let dir = district(users, data)?;
     let files = csv_files(&dir)?;
     // Warm the page cache so every timed run reads from memory.
-    raw_scan(&files)?;
-    reset_peak_rss();
-    let started = Instant::now();
     let (raw_rows, bytes) = raw_scan(&files)?;
-    let raw = started.elapsed().as_secs_f64();
-    let raw_peak = peak_rss_mb();
-
     let started = Instant::now();
     let reader_rows = reader_scan(&files)?;
     let reader = started.elapsed().as_secs_f64();
     if reader_rows != raw_rows {
         bail!("the readers disagree: {reader_rows} records against {raw_rows}");
     }
-
-    reset_peak_rss();
-    let started = Instant::now();
-    let report = validate_path(&dir, &Limits::default(), &NoProgress)?;
-    let validate = started.elapsed().as_secs_f64();
-    let validate_peak = peak_rss_mb();
-    if !report.valid {
-        bail!(
-            "the generated district did not validate: {} errors",
-            report.counts.errors
-        );
-    }
-    let rows: u64 = report.files.values().map(|f| f.rows).sum();
     let mb = bytes as f64 / 1e6;
+    outln!("folder {} ({mb:.0} MB of CSV)", dir.display());
     outln!(
-        "folder {} ({mb:.0} MB of CSV, {rows} data rows)",
-        dir.display()
-    );
-    outln!(
-        "{:<30} {:>9} {:>10} {:>14}",
+        "{:<34} {:>9} {:>10} {:>14}",
         "",
         "seconds",
         "MB/s",
         "peak RSS (MB)"
     );
     outln!(
-        "{:<30} {raw:>9.2} {:>10.0} {:>14}",
-        "raw csv::ByteRecord scan",
-        mb / raw,
-        fmt_mb(raw_peak)
-    );
-    outln!(
-        "{:<30} {reader:>9.2} {:>10.0} {:>14}",
+        "{:<34} {reader:>9.2} {:>10.0} {:>14}",
         "rollcall reader, no checks",
         mb / reader,
         ""
     );
-    outln!(
-        "{:<30} {validate:>9.2} {:>10.0} {:>14}",
-        "rollcall validate",
-        mb / validate,
-        fmt_mb(validate_peak)
-    );
-    outln!("validate / raw scan: {:.2}×", validate / raw);
+    let folder = rounds(
+        mb,
+        "raw csv::ByteRecord scan",
+        || raw_scan(&files).map(|(rows, _)| rows),
+        &dir,
+        raw_rows,
+    )?;
+    outln!("validate / raw scan, median of {ROUNDS} rounds: {folder:.2}×");
 
     // The same district as the zip a district uploads (what `rollcall gen` writes by default).
     let zip = dir.with_extension("zip");
@@ -259,39 +236,65 @@ fn bench_validate(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
         };
         generate(&opts, &zip, OutputFormat::Zip).context("generating the district as a zip")?;
     }
-    let started = Instant::now();
-    let zip_rows = raw_zip_scan(&zip)?;
-    let raw_zip = started.elapsed().as_secs_f64();
-    reset_peak_rss();
-    let started = Instant::now();
-    let report = validate_path(&zip, &Limits::default(), &NoProgress)?;
-    let validate_zip = started.elapsed().as_secs_f64();
-    let zip_peak = peak_rss_mb();
-    if !report.valid || zip_rows != raw_rows {
-        bail!(
-            "the zip did not validate the same way ({} errors, {zip_rows} records)",
-            report.counts.errors
-        );
-    }
     outln!(
         "\nzip {} ({:.0} MB compressed)",
         zip.display(),
         std::fs::metadata(&zip)?.len() as f64 / 1e6
     );
-    outln!(
-        "{:<30} {raw_zip:>9.2} {:>10.0} {:>14}",
+    let zipped = rounds(
+        mb,
         "raw inflate + ByteRecord scan",
-        mb / raw_zip,
-        ""
-    );
-    outln!(
-        "{:<30} {validate_zip:>9.2} {:>10.0} {:>14}",
-        "rollcall validate",
-        mb / validate_zip,
-        fmt_mb(zip_peak)
-    );
-    outln!("validate / raw scan: {:.2}×", validate_zip / raw_zip);
+        || raw_zip_scan(&zip),
+        &zip,
+        raw_rows,
+    )?;
+    outln!("validate / raw scan, median of {ROUNDS} rounds: {zipped:.2}×");
     Ok(())
+}
+
+/// Times `raw` and then `rollcall validate` on `bundle`, [`ROUNDS`] times, printing each run. Returns the
+/// median ratio.
+fn rounds(
+    mb: f64,
+    raw_label: &str,
+    raw: impl Fn() -> anyhow::Result<u64>,
+    bundle: &Path,
+    rows: u64,
+) -> anyhow::Result<f64> {
+    let mut ratios = Vec::new();
+    for round in 1..=ROUNDS {
+        let started = Instant::now();
+        let raw_rows = raw()?;
+        let raw_secs = started.elapsed().as_secs_f64();
+        reset_peak_rss();
+        let started = Instant::now();
+        let report = validate_path(bundle, &Limits::default(), &NoProgress)?;
+        let secs = started.elapsed().as_secs_f64();
+        let peak = peak_rss_mb();
+        if !report.valid || raw_rows != rows {
+            bail!(
+                "{} did not validate as expected: {} errors, {raw_rows} records scanned against {rows}",
+                bundle.display(),
+                report.counts.errors
+            );
+        }
+        outln!(
+            "{:<34} {raw_secs:>9.2} {:>10.0} {:>14}",
+            format!("{round}. {raw_label}"),
+            mb / raw_secs,
+            ""
+        );
+        outln!(
+            "{:<34} {secs:>9.2} {:>10.0} {:>14}   {:.2}×",
+            format!("{round}. rollcall validate"),
+            mb / secs,
+            fmt_mb(peak),
+            secs / raw_secs
+        );
+        ratios.push(secs / raw_secs);
+    }
+    ratios.sort_by(f64::total_cmp);
+    Ok(ratios[ratios.len() / 2])
 }
 
 /// Inflates every CSV entry of a zip and reads its records with `csv::ByteRecord`.

@@ -203,8 +203,8 @@ impl FieldPass {
         self.batch.rows.push(facts);
     }
 
-    /// Checks one record.
-    pub fn row(&mut self, line: u64, rec: &RecordView) {
+    /// Checks one record. `batch_text` is the batch's record data, when all of it is valid UTF-8.
+    pub fn row(&mut self, line: u64, rec: &RecordView, batch_text: Option<&str>) {
         let mut report = std::mem::take(&mut self.batch.findings);
         let f0 = report.0.len() as u32;
         let r0 = self.batch.refs.len() as u32;
@@ -224,14 +224,16 @@ impl FieldPass {
             self.numbers[pos] = None;
         }
         self.deleting = false;
-        // One UTF-8 and NUL check for the whole row; fields then slice it without checking again. The reader
-        // already knows whether the row is plain ASCII.
+        // One UTF-8 and NUL check for the whole row (or none, when the whole batch was valid UTF-8: rows start
+        // and end on character boundaries); fields then slice it without checking again. The reader already
+        // knows whether the row is plain ASCII.
         let bytes = rec.bytes();
         self.flags = rec.flags();
         self.row_offset = rec.offset();
         self.row_address = bytes.as_ptr() as usize;
-        let whole = std::str::from_utf8(bytes)
-            .ok()
+        let whole = batch_text
+            .and_then(|t| t.get(self.row_offset..self.row_offset + bytes.len()))
+            .or_else(|| std::str::from_utf8(bytes).ok())
             .filter(|_| self.flags.plain || memchr::memchr(0, bytes).is_none());
         for k in 0..self.present.len() {
             let (pos, fi, blank) = self.present[k];

@@ -129,7 +129,9 @@ pub struct LinkPass {
     /// How a demographics row's sourcedId is checked against users.
     demographics_user: Target,
     /// Per column (and one more slot for a demographics row's own id): the absent file was reported. The
-    /// merger keeps only the first such finding of the file; this just spares it the repeats.
+    /// merger keeps only the first such finding of the file; this just spares it the repeats. It loses
+    /// nothing because workers take batches in sequence order: whichever worker holds the earliest row that
+    /// needs the file has not reported it before.
     absent_reported: Vec<bool>,
     // Per-row scratch, indexed by spec position.
     fps: [Option<Fp>; MAX_COLUMNS],

@@ -22,7 +22,7 @@ use merge::Merge;
 use state::Indexes;
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{SyncSender, channel, sync_channel};
 use std::sync::{Arc, Mutex};
 
 /// Most rows in a batch handed from the reader to a worker.
@@ -33,6 +33,12 @@ const BATCH_BYTES: usize = 1 << 20;
 
 /// Most worker threads, however many cores there are: past this the reader cannot keep them busy.
 const MOST_WORKERS: usize = 8;
+
+/// Record batches in flight per worker: enough that no thread waits for work, few enough to bound memory.
+const BATCHES_PER_WORKER: usize = 3;
+
+/// Findings a batch's vector may keep room for between batches.
+const SPARE_FINDINGS: usize = 1 << 16;
 
 /// Opens and validates a `.zip`, a folder or a single CSV file.
 pub fn validate_path(
@@ -417,22 +423,29 @@ fn check_rows<R: std::io::Read + Send>(
 ) -> std::io::Result<()> {
     let workers = worker_count();
     let file = plan.kind.file_name();
-    // Batches go round: reader → worker → merger → back to the reader (records) and workers (findings), so
-    // memory is allocated once per file and bounded by the batches in flight.
-    let spare_records: Mutex<Vec<Records>> = Mutex::new(Vec::new());
+    let in_flight = workers * BATCHES_PER_WORKER;
+    // A fixed set of record batches goes round: reader → worker → merger → back to the reader, which waits
+    // when none is free. Memory is allocated once per file and bounded by the batches in flight, however
+    // slow one batch is to check.
+    let (spare_tx, spare_rx) = channel::<Records>();
+    for _ in 0..in_flight {
+        let _ = spare_tx.send(Records::default());
+    }
     let spare_batches: Mutex<Vec<Batch>> = Mutex::new(Vec::new());
     std::thread::scope(|scope| {
-        let (work_tx, work_rx) = sync_channel::<(u64, Records)>(workers * 2);
+        let (work_tx, work_rx) = sync_channel::<(u64, Records)>(in_flight);
         // Shared by the workers, and dropped with the last of them, so the reader never waits on nobody.
         let work_rx = Arc::new(Mutex::new(work_rx));
-        let (done_tx, done_rx) = sync_channel::<(u64, Records, Batch)>(workers * 2);
-        let spare_records = &spare_records;
+        let (done_tx, done_rx) = sync_channel::<Checked>(in_flight);
         let spare_batches = &spare_batches;
         let reading = std::thread::Builder::new()
             .name(format!("read {file}"))
             .spawn_scoped(scope, move || -> std::io::Result<()> {
                 for seq in 0.. {
-                    let mut records: Records = take_spare(spare_records).unwrap_or_default();
+                    // No spare batch ever again: the merger has stopped.
+                    let Ok(mut records) = spare_rx.recv() else {
+                        break;
+                    };
                     records.clear();
                     let mut end = false;
                     while records.len() < BATCH_ROWS && records.data_len() < BATCH_BYTES {
@@ -459,6 +472,9 @@ fn check_rows<R: std::io::Read + Send>(
             std::thread::Builder::new()
                 .name(format!("check {file} {n}"))
                 .spawn_scoped(scope, move || {
+                    // A worker that panics (a bug) tells the merger, which stops rather than wait for its
+                    // batch; the panic is passed on when the threads are joined.
+                    let _failed = OnPanic(&done_tx);
                     let mut field = FieldPass::new(
                         plan.kind,
                         plan.mode,
@@ -468,6 +484,7 @@ fn check_rows<R: std::io::Read + Send>(
                     let mut link =
                         LinkPass::new(plan.kind, plan.targets.clone(), plan.demographics_user);
                     loop {
+                        // Batches are taken in sequence order, so a worker sees its own batches in row order.
                         let job = match work_rx.lock() {
                             Ok(rx) => rx.recv(),
                             Err(_) => return,
@@ -477,7 +494,7 @@ fn check_rows<R: std::io::Read + Send>(
                         let mut batch =
                             field.take_batch(take_spare(spare_batches).unwrap_or_default());
                         link.batch(&mut batch, records.data(), idx);
-                        if done_tx.send((seq, records, batch)).is_err() {
+                        if done_tx.send(Checked::Done(seq, records, batch)).is_err() {
                             return;
                         }
                     }
@@ -488,13 +505,18 @@ fn check_rows<R: std::io::Read + Send>(
         // Workers finish out of order; batches wait here until every earlier one is merged.
         let mut waiting = BTreeMap::new();
         let mut next = 0;
-        for (seq, records, batch) in done_rx {
+        for checked in done_rx {
+            let Checked::Done(seq, records, batch) = checked else {
+                break;
+            };
             waiting.insert(seq, (records, batch));
             while let Some((records, mut batch)) = waiting.remove(&next) {
                 progress.advanced(records.bytes_read);
                 merge.batch(records.data(), &mut batch, report);
-                if let Ok(mut pool) = spare_records.lock() {
-                    pool.push(records);
+                let _ = spare_tx.send(records);
+                // A batch of unusually many findings does not keep its memory.
+                if batch.findings.0.capacity() > SPARE_FINDINGS {
+                    batch.findings.0 = Vec::new();
                 }
                 if let Ok(mut pool) = spare_batches.lock() {
                     pool.push(batch);
@@ -502,12 +524,33 @@ fn check_rows<R: std::io::Read + Send>(
                 next += 1;
             }
         }
+        // Stopping early (a worker failed): the reader finds no spare batch and ends.
+        drop(spare_tx);
         match reading.join() {
             Ok(read) => read,
             // Reading cannot panic on input; a panic there is a bug, so it is passed on rather than hidden.
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// What a worker hands the merger.
+enum Checked {
+    /// Batch `seq`, checked.
+    Done(u64, Records, Batch),
+    /// The worker panicked.
+    Failed,
+}
+
+/// Tells the merger when the worker holding it panics.
+struct OnPanic<'a>(&'a SyncSender<Checked>);
+
+impl Drop for OnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = self.0.send(Checked::Failed);
+        }
+    }
 }
 
 /// A batch handed back to be filled again, if there is one.
@@ -519,12 +562,14 @@ fn take_spare<T>(pool: &Mutex<Vec<T>>) -> Option<T> {
 fn check_batch(field: &mut FieldPass, plan: &Plan, records: &Records) {
     let file = plan.kind.file_name();
     let (max_columns, max_record_bytes) = (plan.limits.max_columns, plan.limits.max_record_bytes);
+    // One UTF-8 check for the whole batch: nearly always it passes, and rows need none of their own.
+    let text = std::str::from_utf8(records.data()).ok();
     for i in 0..records.len() {
         let Some((line, outcome, view)) = records.get(i) else {
             continue;
         };
         match outcome {
-            Outcome::Read => field.row(line, &view),
+            Outcome::Read => field.row(line, &view, text),
             Outcome::TooLong => field.skipped(line, Finding::error(
                 Code::CsvRecordTooLong,
                 format!("the row is longer than {max_record_bytes} bytes; it was skipped"),

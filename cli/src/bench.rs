@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use rollcall::csvread::{Next, RecordReader};
+use rollcall::csvread::{RecordReader, Records};
 use rollcall::generate::{GenOptions, OutputFormat, generate};
 use rollcall::{Limits, NoProgress, validate_path};
 use std::path::{Path, PathBuf};
@@ -357,8 +357,15 @@ fn reader_scan(files: &[PathBuf]) -> anyhow::Result<u64> {
             std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let limits = Limits::default();
         let mut reader = RecordReader::new(file, limits.max_record_bytes, limits.max_columns);
-        while reader.next_record()? != Next::End {
-            rows += 1;
+        // In batches, as validation reads (the header is a record too).
+        let mut batch = Records::default();
+        loop {
+            batch.clear();
+            let more = reader.read_batch(&mut batch, 4096, 1 << 20)?;
+            rows += batch.len() as u64;
+            if !more {
+                break;
+            }
         }
     }
     Ok(rows)

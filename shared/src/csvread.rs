@@ -1,6 +1,7 @@
 //! A streaming CSV record reader with bounded memory. Rows without quotes (nearly every row of a real export)
-//! are split in place: SIMD searches find the line end and the commas, and one pass eight bytes at a time notes
-//! whether the row is plain ASCII and free of spaces (so ids need no byte-by-byte check); any row with a quote, a stray
+//! are split in place: one pass sixteen bytes at a time (SSE2 on x86-64, machine words elsewhere) finds the line
+//! end and the commas, and notes whether the row is plain ASCII and free of spaces (so ids need no
+//! byte-by-byte check); any row with a quote, a stray
 //! carriage return or a line that does not fit the buffer goes through `csv_core`'s full RFC 4180 parser. It
 //! knows the line each record starts on, skips a UTF-8 byte-order mark, accepts LF and CRLF, and refuses to
 //! grow past the configured row size or field count: an oversized row is skipped whole and reported, never
@@ -21,19 +22,122 @@ pub struct Flags {
     pub bare: bool,
 }
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+/// Bytes looked at in one step of [`scan_line`] and [`RecordReader::read_batch`].
+const BLOCK: usize = 16;
 
-/// The high bit of each byte of `w` that equals `c`, exactly.
-fn bytes_equal(w: u64, c: u8) -> u64 {
-    let x = w ^ (ONES * u64::from(c));
-    !(((x & LOWS) + LOWS) | x) & HIGHS
+/// Most fields of a record that [`RecordReader::read_batch`] splits in bulk; a wider one takes the careful path.
+const BULK_FIELDS: usize = 64;
+
+/// Where the bytes that matter are in one block: bit `k` of each mask stands for byte `k`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Masks {
+    commas: u32,
+    /// Line feeds, carriage returns and quotes: where a quote-free line stops.
+    stops: u32,
+    /// 0x80 and up (not ASCII).
+    high: u32,
+    nul: u32,
+    /// Bytes no id has: below 0x21 (space and controls), 0x7f and up.
+    odd: u32,
 }
 
-/// The high bit of each byte of `w` below `n` (at most 0x80), exactly.
-fn bytes_below(w: u64, n: u8) -> u64 {
-    !(((w & LOWS) + ONES * u64::from(0x80 - n)) | w) & HIGHS
+/// The masks of a block, sixteen bytes at once with SSE2 (which every x86-64 processor has).
+#[cfg(target_arch = "x86_64")]
+fn masks(block: &[u8; BLOCK]) -> Masks {
+    use safe_arch::{
+        bitor_m128i, cmp_eq_mask_i8_m128i, cmp_lt_mask_i8_m128i, load_unaligned_m128i,
+        move_mask_i8_m128i, set_splat_i8_m128i,
+    };
+    let v = load_unaligned_m128i(block);
+    let eq = |c: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(c as i8));
+    let bits = |m| move_mask_i8_m128i(m) as u32;
+    let stops = bitor_m128i(bitor_m128i(eq(b'\n'), eq(b'\r')), eq(b'"'));
+    // Compared as signed bytes, 0x80 and up are below 0x21 too.
+    let odd = bitor_m128i(cmp_lt_mask_i8_m128i(v, set_splat_i8_m128i(0x21)), eq(0x7f));
+    Masks {
+        commas: bits(eq(b',')),
+        stops: bits(stops),
+        high: bits(v),
+        nul: bits(eq(0)),
+        odd: bits(odd),
+    }
+}
+
+/// The masks of a block, on processors without SSE2.
+#[cfg(not(target_arch = "x86_64"))]
+fn masks(block: &[u8; BLOCK]) -> Masks {
+    masks_by_words(block)
+}
+
+/// The masks of a block, eight bytes at a time in a machine word.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn masks_by_words(block: &[u8; BLOCK]) -> Masks {
+    let mut m = Masks {
+        commas: 0,
+        stops: 0,
+        high: 0,
+        nul: 0,
+        odd: 0,
+    };
+    for (half, bytes) in block.chunks_exact(8).enumerate() {
+        let mut word = [0; 8];
+        word.copy_from_slice(bytes);
+        let w = swar::Word(u64::from_le_bytes(word));
+        let shift = 8 * half;
+        m.commas |= w.equal(b',').packed() << shift;
+        m.stops |= (w.equal(b'\n') | w.equal(b'\r') | w.equal(b'"')).packed() << shift;
+        m.high |= swar::Word(w.0 & swar::HIGHS).packed() << shift;
+        m.nul |= w.equal(0).packed() << shift;
+        m.odd |= (w.below(0x21) | w.from(0x7f)).packed() << shift;
+    }
+    m
+}
+
+/// Byte tests on eight bytes in a machine word (no carries cross from one byte into the next).
+#[cfg(any(test, not(target_arch = "x86_64")))]
+mod swar {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    pub const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+    /// Eight bytes; a test's answer has the high bit of each byte that passed.
+    #[derive(Clone, Copy)]
+    pub struct Word(pub u64);
+
+    impl std::ops::BitOr for Word {
+        type Output = Word;
+        fn bitor(self, other: Word) -> Word {
+            Word(self.0 | other.0)
+        }
+    }
+
+    impl Word {
+        /// Bytes equal to `c`.
+        pub fn equal(self, c: u8) -> Word {
+            let x = self.0 ^ (ONES * u64::from(c));
+            Word(!(((x & LOWS) + LOWS) | x) & HIGHS)
+        }
+
+        /// Bytes below `n` (at most 0x80).
+        pub fn below(self, n: u8) -> Word {
+            Word(!(((self.0 & LOWS) + ONES * u64::from(0x80 - n)) | self.0) & HIGHS)
+        }
+
+        /// Bytes at `n` (at least 0x01) and up.
+        pub fn from(self, n: u8) -> Word {
+            Word((((self.0 & LOWS) + ONES * u64::from(0x80 - n)) | self.0) & HIGHS)
+        }
+
+        /// One bit per byte: bit `k` is byte `k`'s high bit.
+        pub fn packed(self) -> u32 {
+            ((self.0 >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+        }
+    }
+}
+
+/// The bits of a block's mask below bit `k` (`k` at most [`BLOCK`]).
+fn bits_below(k: usize) -> u32 {
+    (1u32 << k) - 1
 }
 
 /// What one pass over the start of the buffered input found.
@@ -48,7 +152,7 @@ struct Scan {
     flags: Flags,
 }
 
-/// Scans `avail` eight bytes at a time for the end of the line, its commas and the kinds of bytes in it (no
+/// Scans `avail` a block at a time for the end of the line, its commas and the kinds of bytes in it (no
 /// byte-by-byte loop, no branch per comma: quote-free lines are nearly all a file has).
 fn scan_line(avail: &[u8], ends: &mut Vec<usize>, max_fields: usize) -> Scan {
     let mut scan = Scan {
@@ -57,52 +161,43 @@ fn scan_line(avail: &[u8], ends: &mut Vec<usize>, max_fields: usize) -> Scan {
         too_many: false,
         flags: Flags::default(),
     };
-    // High bits of the line's bytes that are: any byte (for 0x80 and up), NUL, below 0x21 (space and
-    // controls), 0x7f and up.
-    let (mut high, mut nul, mut low, mut odd) = (0u64, 0u64, 0u64, 0u64);
+    let (mut high, mut nul, mut odd) = (0u32, 0u32, 0u32);
     let mut at = 0;
     while at < avail.len() {
-        let w = match avail
-            .get(at..at + 8)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        let m = match avail
+            .get(at..at + BLOCK)
+            .and_then(|b| <&[u8; BLOCK]>::try_from(b).ok())
         {
-            Some(b) => u64::from_le_bytes(b),
+            Some(block) => masks(block),
             None => {
                 // The last few bytes, padded with a byte that matches nothing.
-                let mut b = [b'a'; 8];
-                b[..avail.len() - at].copy_from_slice(&avail[at..]);
-                u64::from_le_bytes(b)
+                let mut block = [b'a'; BLOCK];
+                block[..avail.len() - at].copy_from_slice(&avail[at..]);
+                masks(&block)
             }
         };
-        let below = bytes_below(w, 0x21);
-        let quotes = bytes_equal(w, b'"');
-        // Only the bytes before the stop belong to the line. Line ends are below 0x21, so most words (no
-        // space, no control, no quote) skip this.
-        let mut keep = u64::MAX;
-        if below | quotes != 0 {
-            let stops = quotes | bytes_equal(w, b'\n') | bytes_equal(w, b'\r');
-            if stops != 0 {
-                let k = (stops.trailing_zeros() / 8) as usize;
-                keep = (1u64 << (8 * k)) - 1;
-                scan.stop = Some((avail[at + k], at + k));
-            }
-            nul |= bytes_equal(w, 0) & keep;
-            low |= below & keep;
+        // Only the bytes before the stop belong to the line.
+        let mut keep = u32::MAX;
+        if m.stops != 0 {
+            let k = m.stops.trailing_zeros() as usize;
+            keep = (1u32 << k) - 1;
+            scan.stop = Some((avail[at + k], at + k));
         }
-        high |= w & keep;
-        odd |= (((w & LOWS) + ONES) | w) & HIGHS & keep;
-        let mut commas = bytes_equal(w, b',') & keep;
-        if scan.commas + 8 < max_fields && scan.commas + 8 <= ends.len() {
-            // Without a branch per comma (their number per word is anyone's guess): four offsets are written
+        high |= m.high & keep;
+        nul |= m.nul & keep;
+        odd |= m.odd & keep;
+        let mut commas = m.commas & keep;
+        if scan.commas + BLOCK < max_fields && scan.commas + BLOCK <= ends.len() {
+            // Without a branch per comma (their number per block is anyone's guess): four offsets are written
             // whether or not there are that many commas, and only as many as there are are counted.
             let mut n = scan.commas;
             for _ in 0..4 {
-                ends[n] = at + (commas.trailing_zeros() / 8) as usize;
+                ends[n] = at + commas.trailing_zeros() as usize;
                 n += usize::from(commas != 0);
                 commas &= commas.wrapping_sub(1);
             }
             while commas != 0 {
-                ends[n] = at + (commas.trailing_zeros() / 8) as usize;
+                ends[n] = at + commas.trailing_zeros() as usize;
                 n += 1;
                 commas &= commas - 1;
             }
@@ -114,10 +209,10 @@ fn scan_line(avail: &[u8], ends: &mut Vec<usize>, max_fields: usize) -> Scan {
                     break;
                 }
                 if scan.commas == ends.len() {
-                    let grown = (ends.len() * 2).max(scan.commas + 8).min(max_fields);
+                    let grown = (ends.len() * 2).max(scan.commas + BLOCK).min(max_fields);
                     ends.resize(grown, 0);
                 }
-                ends[scan.commas] = at + (commas.trailing_zeros() / 8) as usize;
+                ends[scan.commas] = at + commas.trailing_zeros() as usize;
                 scan.commas += 1;
                 commas &= commas - 1;
             }
@@ -125,12 +220,12 @@ fn scan_line(avail: &[u8], ends: &mut Vec<usize>, max_fields: usize) -> Scan {
         if scan.stop.is_some() {
             break;
         }
-        at += 8;
+        at += BLOCK;
     }
-    let plain = (high & HIGHS) | nul == 0;
+    let plain = high | nul == 0;
     scan.flags = Flags {
         plain,
-        bare: plain && low | odd == 0,
+        bare: plain && odd == 0,
     };
     scan
 }
@@ -182,6 +277,8 @@ pub struct RecordReader<R> {
     line: u64,
     /// The last byte consumed was a carriage return.
     cr_pending: bool,
+    /// Comma offsets of the record being split in bulk (room for a block's worth past [`BULK_FIELDS`]).
+    bulk_commas: Vec<u32>,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -205,6 +302,7 @@ impl<R: Read> RecordReader<R> {
             bytes_read: 0,
             line: 1,
             cr_pending: false,
+            bulk_commas: vec![0; BULK_FIELDS + BLOCK],
         }
     }
 
@@ -301,6 +399,137 @@ impl<R: Read> RecordReader<R> {
             };
             return Ok(self.in_place(len, consumed, scan.commas, scan.too_many, scan.flags));
         }
+    }
+
+    /// Reads records into `batch` until it holds `max_rows` of them or `max_bytes` of record data, or the input
+    /// ends. Returns false once the input has ended. The records are the ones [`RecordReader::next_record`]
+    /// would give one by one; runs of plain lines are split in bulk, straight from the input buffer.
+    pub fn read_batch(
+        &mut self,
+        batch: &mut Records,
+        max_rows: usize,
+        max_bytes: usize,
+    ) -> io::Result<bool> {
+        while batch.len() < max_rows && batch.data_len() < max_bytes {
+            if self.bom_checked
+                && !self.cr_pending
+                && self.pos < self.filled
+                && self.bulk(batch, max_rows, max_bytes)
+            {
+                break;
+            }
+            // The line bulk splitting stopped at: past the bytes buffered, or one for the careful path.
+            let next = self.next_record()?;
+            if next == Next::End {
+                return Ok(false);
+            }
+            batch.push(&next, self);
+        }
+        Ok(true)
+    }
+
+    /// Splits the lines at the start of the buffered input into `batch`, a block at a time with no work per
+    /// line beyond noting where it ends. It stops at the first line that needs [`RecordReader::next_record`]:
+    /// one with a quote or a lone carriage return, one over a limit, or one that runs past the bytes buffered.
+    /// Returns true when the batch is full.
+    fn bulk(&mut self, batch: &mut Records, max_rows: usize, max_bytes: usize) -> bool {
+        let avail = &self.input[self.pos..self.filled];
+        let base = batch.bytes.len();
+        // Offsets in a batch are 32-bit; a batch is flushed long before that.
+        if base + avail.len() > u32::MAX as usize {
+            return false;
+        }
+        let commas = &mut self.bulk_commas;
+        let most_commas = self.max_fields.min(BULK_FIELDS) - 1;
+        // The record being split: where it starts, its commas so far, what kinds of bytes it has.
+        let mut start = 0;
+        let mut n = 0;
+        let (mut not_plain, mut odd) = (0u32, 0u32);
+        let mut line = self.line;
+        let mut full = false;
+        let mut at = 0;
+        'blocks: while let Some(block) = avail
+            .get(at..at + BLOCK)
+            .and_then(|b| <&[u8; BLOCK]>::try_from(b).ok())
+        {
+            let m = masks(block);
+            let mut stops = m.stops;
+            loop {
+                // The record's bytes in this block run from its start (or the block's) to the next stop (or
+                // the block's end).
+                let end = if stops == 0 {
+                    BLOCK
+                } else {
+                    stops.trailing_zeros() as usize
+                };
+                // A line feed that ended the last record along with its carriage return.
+                if stops != 0 && at + end < start {
+                    stops &= stops - 1;
+                    continue;
+                }
+                let from = start.saturating_sub(at).min(end);
+                let mine = bits_below(end) & !bits_below(from);
+                not_plain |= (m.high | m.nul) & mine;
+                odd |= m.odd & mine;
+                if n > BULK_FIELDS {
+                    break 'blocks;
+                }
+                // Four offsets are written whether or not there are that many commas (no branch per comma),
+                // and the count moves on by as many as there are: no write waits for the one before.
+                let mut c = m.commas & mine;
+                let mut found = 0;
+                if let Some(slots) = commas.get_mut(n..n + 4) {
+                    for slot in slots {
+                        *slot = (at + c.trailing_zeros() as usize) as u32;
+                        found += usize::from(c != 0);
+                        c &= c.wrapping_sub(1);
+                    }
+                }
+                while c != 0 {
+                    commas[n + found] = (at + c.trailing_zeros() as usize) as u32;
+                    found += 1;
+                    c &= c - 1;
+                }
+                n += found;
+                if stops == 0 {
+                    break;
+                }
+                let stop = at + end;
+                let next = match avail[stop] {
+                    b'\n' => stop + 1,
+                    b'\r' if avail.get(stop + 1) == Some(&b'\n') => stop + 2,
+                    // A quote, a lone carriage return, or one whose line feed is not read yet.
+                    _ => break 'blocks,
+                };
+                if n > most_commas || stop - start > self.max_record_bytes {
+                    break 'blocks;
+                }
+                if stop > start {
+                    let plain = not_plain == 0;
+                    let flags = Flags {
+                        plain,
+                        bare: plain && odd == 0,
+                    };
+                    let split = commas[..n].iter().map(|&c| c - start as u32);
+                    batch.push_split(line, base + start, base + stop, split, flags);
+                }
+                line += 1;
+                start = next;
+                n = 0;
+                (not_plain, odd) = (0, 0);
+                if batch.len() >= max_rows || base + start >= max_bytes {
+                    full = true;
+                    break 'blocks;
+                }
+                stops &= stops - 1;
+            }
+            at += BLOCK;
+        }
+        // Everything before `start` is split: its bytes go to the batch in one copy.
+        batch.bytes.extend_from_slice(&avail[..start]);
+        self.pos += start;
+        self.line = line;
+        full
     }
 
     /// Takes the quote-free line of `len` bytes at `pos` as the record (its commas already in `ends`),
@@ -565,7 +794,37 @@ impl Records {
             first_field,
             fields,
             gap: gap as u32,
-            flags: reader.flags(),
+            // A skipped record has no bytes to describe.
+            flags: if outcome == Outcome::Read {
+                reader.flags()
+            } else {
+                Flags::default()
+            },
+        });
+    }
+
+    /// Adds a line split in bulk: its bytes will be `start..end` of the record data (the caller copies them
+    /// in), and `commas` are the offsets of its commas from its start.
+    fn push_split(
+        &mut self,
+        line: u64,
+        start: usize,
+        end: usize,
+        commas: impl Iterator<Item = u32>,
+        flags: Flags,
+    ) {
+        let first_field = self.ends.len() as u32;
+        self.ends.extend(commas);
+        self.ends.push((end - start) as u32);
+        self.entries.push(Entry {
+            line,
+            outcome: Outcome::Read,
+            start: start as u32,
+            end: end as u32,
+            first_field,
+            fields: self.ends.len() as u32 - first_field,
+            gap: 1,
+            flags,
         });
     }
 
@@ -685,7 +944,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_word_scan_agrees_with_a_byte_by_byte_one() {
+    fn the_line_scan_agrees_with_a_byte_by_byte_one() {
         // Lines built from the bytes that matter, by a small fixed generator (the same every run).
         let alphabet = b"ab,\n\r\"\x00 \x1f\x7f\x80\xff~!";
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
@@ -696,12 +955,12 @@ mod tests {
             (state % 1_000_003) as usize
         };
         for _ in 0..50_000 {
-            let len = next() % 40;
+            let len = next() % 80;
             let bytes: Vec<u8> = (0..len)
                 .map(|_| alphabet[next() % alphabet.len()])
                 .collect();
             // Small limits take the careful path; room for eight more commas takes the fast one.
-            let max_fields = 1 + next() % 24;
+            let max_fields = 1 + next() % 48;
             let mut ends = vec![0; if next() % 2 == 0 { 1 } else { 64 }];
             let scan = scan_line(&bytes, &mut ends, max_fields);
 
@@ -716,6 +975,127 @@ mod tests {
             assert_eq!(&ends[..kept], &commas[..kept], "{bytes:?}");
             assert_eq!(scan.too_many, commas.len() > kept, "{bytes:?}");
             assert_eq!(scan.flags, Flags { plain, bare }, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn block_masks_agree_with_a_byte_by_byte_reading() {
+        // Every byte value at every position, among neighbours that vary.
+        for value in 0..=255u8 {
+            for at in 0..BLOCK {
+                let mut block = [0u8; BLOCK];
+                for (i, b) in block.iter_mut().enumerate() {
+                    *b = (i as u8).wrapping_mul(37).wrapping_add(value) ^ 0x55;
+                }
+                block[at] = value;
+                let mut want = Masks {
+                    commas: 0,
+                    stops: 0,
+                    high: 0,
+                    nul: 0,
+                    odd: 0,
+                };
+                for (k, &b) in block.iter().enumerate() {
+                    let bit = |yes: bool| u32::from(yes) << k;
+                    want.commas |= bit(b == b',');
+                    want.stops |= bit(matches!(b, b'\n' | b'\r' | b'"'));
+                    want.high |= bit(b >= 0x80);
+                    want.nul |= bit(b == 0);
+                    want.odd |= bit(!(0x21..0x7f).contains(&b));
+                }
+                assert_eq!(masks(&block), want, "{block:?}");
+                assert_eq!(masks_by_words(&block), want, "{block:?}");
+            }
+        }
+    }
+
+    /// Every record of a batch: line, outcome, fields, flags.
+    type Seen = Vec<(u64, Outcome, Vec<Vec<u8>>, Flags)>;
+
+    fn batch_records(batch: &Records) -> Seen {
+        (0..batch.len())
+            .filter_map(|i| batch.get(i))
+            .map(|(line, outcome, view)| {
+                let fields = (0..view.len()).map(|f| view.field(f).to_vec()).collect();
+                (line, outcome, fields, view.flags())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn batches_hold_the_records_read_one_by_one() {
+        let alphabet: &[&[u8]] = &[
+            b"a",
+            b"b",
+            b"ab",
+            b"id-0001",
+            b",",
+            b",",
+            b",",
+            b"\n",
+            b"\n",
+            b"\r\n",
+            b"\r",
+            b"\"",
+            b"\x00",
+            b" ",
+            b"\x80",
+            b"\xc3\xa9",
+            b"\x7f",
+            b"\xef\xbb\xbf",
+        ];
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 1_000_003) as usize
+        };
+        for round in 0..3_000 {
+            let pieces = next() % 120;
+            let mut input = Vec::new();
+            for _ in 0..pieces {
+                input.extend_from_slice(alphabet[next() % alphabet.len()]);
+            }
+            if round % 7 == 0 {
+                // Long runs of plain lines, the bulk path's main work.
+                for i in 0..next() % 300 {
+                    input.extend_from_slice(
+                        format!("id-{i},,,x{i},{}\n", "y".repeat(i % 40)).as_bytes(),
+                    );
+                }
+            }
+            let max_record = [4, 30, 1 << 20][next() % 3];
+            let max_fields = [1, 3, 8, 70, 1000][next() % 5];
+            let one_by_one = {
+                let mut r = RecordReader::new(&input[..], max_record, max_fields);
+                let mut all = Records::default();
+                loop {
+                    let n = r.next_record().expect("in-memory read");
+                    if n == Next::End {
+                        break;
+                    }
+                    all.push(&n, &r);
+                }
+                batch_records(&all)
+            };
+            for step in [1, 5, 17, input.len().max(1)] {
+                let (max_rows, max_bytes) = (1 + next() % 40, 1 + next() % 400);
+                let mut r = RecordReader::new(Trickle(&input, step), max_record, max_fields);
+                let mut batched = Vec::new();
+                loop {
+                    let mut batch = Records::default();
+                    let more = r
+                        .read_batch(&mut batch, max_rows, max_bytes)
+                        .expect("in-memory read");
+                    assert!(batch.len() <= max_rows);
+                    batched.extend(batch_records(&batch));
+                    if !more {
+                        break;
+                    }
+                }
+                assert_eq!(batched, one_by_one, "round {round}, step {step}: {input:?}");
+            }
         }
     }
 

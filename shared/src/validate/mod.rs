@@ -447,20 +447,12 @@ fn check_rows<R: std::io::Read + Send>(
                         break;
                     };
                     records.clear();
-                    let mut end = false;
-                    while records.len() < BATCH_ROWS && records.data_len() < BATCH_BYTES {
-                        let next = reader.next_record()?;
-                        if next == Next::End {
-                            end = true;
-                            break;
-                        }
-                        records.push(&next, &reader);
-                    }
+                    let more = reader.read_batch(&mut records, BATCH_ROWS, BATCH_BYTES)?;
                     records.bytes_read = reader.bytes_read();
                     if !records.is_empty() && work_tx.send((seq, records)).is_err() {
                         break;
                     }
-                    if end {
+                    if !more {
                         break;
                     }
                 }

@@ -92,7 +92,12 @@ pub fn guid(v: &str) -> Option<Problem> {
 
 /// One value of a vocabulary; returns its index in `allowed`.
 pub fn one_of(v: &str, allowed: &'static [&'static str]) -> Result<u8, Problem> {
-    if let Some(i) = allowed.iter().position(|a| *a == v) {
+    // Length and first byte first: most candidates are ruled out without comparing their bytes.
+    let first = v.as_bytes().first();
+    if let Some(i) = allowed
+        .iter()
+        .position(|a| a.len() == v.len() && a.as_bytes().first() == first && *a == v)
+    {
         return Ok(i as u8);
     }
     if let Some(right) = allowed.iter().find(|a| a.eq_ignore_ascii_case(v.trim())) {

@@ -92,6 +92,14 @@ impl<V: Copy + Default> IdTable<V> {
         self.get(fp).is_some()
     }
 
+    /// Reads the slot where a search for `fp` starts, and nothing else: a loop of these has no branch on
+    /// what it loads, so the processor fetches many slots at once, and the real searches that follow find them
+    /// in cache. The answer means nothing; it only keeps the load from being optimized away.
+    pub fn touch(&self, fp: &Fp) -> u64 {
+        let mask = self.slots.len() - 1;
+        self.slots.get(fp.slot(mask)).map_or(0, |(key, _)| key.0)
+    }
+
     /// Adds an id unless it is there already; then returns the value it has.
     pub fn insert_new(&mut self, fp: Fp, value: V) -> Option<V> {
         if (self.len + 1) * 8 > self.slots.len() * 5 {

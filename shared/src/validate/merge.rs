@@ -110,6 +110,15 @@ impl Merge {
     /// Takes the next batch in row order (`data` is its record data). Its findings are moved into the report.
     pub fn batch(&mut self, data: &[u8], batch: &mut Batch, report: &mut ReportBuilder) {
         self.size_index(data, batch);
+        if let Ids::Own(own) = &self.ids {
+            // Bring the slots the batch's ids go to into cache, many at once (see `IdTable::touch`).
+            let touched = batch
+                .rows
+                .iter()
+                .filter_map(|row| row.id.as_ref())
+                .fold(0, |acc, fp| acc ^ own.touch(fp));
+            std::hint::black_box(touched);
+        }
         let mut findings = batch.findings.0.drain(..);
         for row in &batch.rows {
             for f in findings

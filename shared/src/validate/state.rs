@@ -90,6 +90,17 @@ impl Indexes {
         }
     }
 
+    /// Reads the slot where [`Indexes::lookup`] starts for an id, to bring it into cache (see
+    /// [`IdTable::touch`]). Small indexes stay in cache anyway and are not touched.
+    pub fn touch(&self, kind: FileKind, fp: &Fp) -> u64 {
+        match kind {
+            FileKind::Orgs | FileKind::AcademicSessions => 0,
+            FileKind::Users => self.users.touch(fp),
+            FileKind::Classes => self.classes.touch(fp),
+            other => self.others[other as usize].touch(fp),
+        }
+    }
+
     /// Takes out the index of a file about to be read.
     pub fn take(&mut self, kind: FileKind) -> Own {
         match kind {
@@ -125,6 +136,16 @@ impl Own {
             Own::Users(m) => m.reserve(n),
             Own::Classes(m) => m.reserve(n),
             Own::Lines(m) => m.reserve(n),
+        }
+    }
+
+    /// Reads the slot where [`Own::insert`] starts for an id, to bring it into cache (see [`IdTable::touch`]).
+    pub fn touch(&self, fp: &Fp) -> u64 {
+        match self {
+            Own::Nodes(_) => 0,
+            Own::Users(m) => m.touch(fp),
+            Own::Classes(m) => m.touch(fp),
+            Own::Lines(m) => m.touch(fp),
         }
     }
 

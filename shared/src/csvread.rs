@@ -22,8 +22,11 @@ pub struct Flags {
     pub bare: bool,
 }
 
-/// Bytes looked at in one step of [`scan_line`] and [`RecordReader::read_batch`].
+/// Bytes looked at in one step of [`scan_line`] (lines are short: a small step stops close to the line end).
 const BLOCK: usize = 16;
+
+/// Bytes looked at in one step of [`RecordReader::read_batch`], which splits many lines in one pass.
+const WIDE: usize = 4 * BLOCK;
 
 /// Most fields of a record that [`RecordReader::read_batch`] splits in bulk; a wider one takes the careful path.
 const BULK_FIELDS: usize = 64;
@@ -31,14 +34,38 @@ const BULK_FIELDS: usize = 64;
 /// Where the bytes that matter are in one block: bit `k` of each mask stands for byte `k`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Masks {
-    commas: u32,
+    commas: u64,
     /// Line feeds, carriage returns and quotes: where a quote-free line stops.
-    stops: u32,
+    stops: u64,
     /// 0x80 and up (not ASCII).
-    high: u32,
-    nul: u32,
+    high: u64,
+    nul: u64,
     /// Bytes no id has: below 0x21 (space and controls), 0x7f and up.
-    odd: u32,
+    odd: u64,
+}
+
+/// The masks of [`WIDE`] bytes, from those of its blocks.
+fn wide_masks(bytes: &[u8; WIDE]) -> Masks {
+    let mut wide = Masks {
+        commas: 0,
+        stops: 0,
+        high: 0,
+        nul: 0,
+        odd: 0,
+    };
+    for (i, block) in bytes.chunks_exact(BLOCK).enumerate() {
+        let Ok(block) = <&[u8; BLOCK]>::try_from(block) else {
+            continue;
+        };
+        let m = masks(block);
+        let shift = BLOCK * i;
+        wide.commas |= m.commas << shift;
+        wide.stops |= m.stops << shift;
+        wide.high |= m.high << shift;
+        wide.nul |= m.nul << shift;
+        wide.odd |= m.odd << shift;
+    }
+    wide
 }
 
 /// The masks of a block, sixteen bytes at once with SSE2 (which every x86-64 processor has).
@@ -50,7 +77,7 @@ fn masks(block: &[u8; BLOCK]) -> Masks {
     };
     let v = load_unaligned_m128i(block);
     let eq = |c: u8| cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(c as i8));
-    let bits = |m| move_mask_i8_m128i(m) as u32;
+    let bits = |m| u64::from(move_mask_i8_m128i(m) as u16);
     let stops = bitor_m128i(bitor_m128i(eq(b'\n'), eq(b'\r')), eq(b'"'));
     // Compared as signed bytes, 0x80 and up are below 0x21 too.
     let odd = bitor_m128i(cmp_lt_mask_i8_m128i(v, set_splat_i8_m128i(0x21)), eq(0x7f));
@@ -129,15 +156,15 @@ mod swar {
         }
 
         /// One bit per byte: bit `k` is byte `k`'s high bit.
-        pub fn packed(self) -> u32 {
-            ((self.0 >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u32
+        pub fn packed(self) -> u64 {
+            (self.0 >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
         }
     }
 }
 
-/// The bits of a block's mask below bit `k` (`k` at most [`BLOCK`]).
-fn bits_below(k: usize) -> u32 {
-    (1u32 << k) - 1
+/// The bits of a mask below bit `k` (`k` at most 64).
+fn bits_below(k: usize) -> u64 {
+    u64::MAX.checked_shr(64 - k as u32).unwrap_or(0)
 }
 
 /// What one pass over the start of the buffered input found.
@@ -161,7 +188,7 @@ fn scan_line(avail: &[u8], ends: &mut Vec<usize>, max_fields: usize) -> Scan {
         too_many: false,
         flags: Flags::default(),
     };
-    let (mut high, mut nul, mut odd) = (0u32, 0u32, 0u32);
+    let (mut high, mut nul, mut odd) = (0u64, 0u64, 0u64);
     let mut at = 0;
     while at < avail.len() {
         let m = match avail
@@ -177,10 +204,10 @@ fn scan_line(avail: &[u8], ends: &mut Vec<usize>, max_fields: usize) -> Scan {
             }
         };
         // Only the bytes before the stop belong to the line.
-        let mut keep = u32::MAX;
+        let mut keep = u64::MAX;
         if m.stops != 0 {
             let k = m.stops.trailing_zeros() as usize;
-            keep = (1u32 << k) - 1;
+            keep = bits_below(k);
             scan.stop = Some((avail[at + k], at + k));
         }
         high |= m.high & keep;
@@ -277,7 +304,7 @@ pub struct RecordReader<R> {
     line: u64,
     /// The last byte consumed was a carriage return.
     cr_pending: bool,
-    /// Comma offsets of the record being split in bulk (room for a block's worth past [`BULK_FIELDS`]).
+    /// Comma offsets of the record being split in bulk (room for a step's worth past [`BULK_FIELDS`]).
     bulk_commas: Vec<u32>,
 }
 
@@ -302,7 +329,7 @@ impl<R: Read> RecordReader<R> {
             bytes_read: 0,
             line: 1,
             cr_pending: false,
-            bulk_commas: vec![0; BULK_FIELDS + BLOCK],
+            bulk_commas: vec![0; BULK_FIELDS + WIDE],
         }
     }
 
@@ -444,21 +471,21 @@ impl<R: Read> RecordReader<R> {
         // The record being split: where it starts, its commas so far, what kinds of bytes it has.
         let mut start = 0;
         let mut n = 0;
-        let (mut not_plain, mut odd) = (0u32, 0u32);
+        let (mut not_plain, mut odd) = (0u64, 0u64);
         let mut line = self.line;
         let mut full = false;
         let mut at = 0;
-        'blocks: while let Some(block) = avail
-            .get(at..at + BLOCK)
-            .and_then(|b| <&[u8; BLOCK]>::try_from(b).ok())
+        'blocks: while let Some(bytes) = avail
+            .get(at..at + WIDE)
+            .and_then(|b| <&[u8; WIDE]>::try_from(b).ok())
         {
-            let m = masks(block);
+            let m = wide_masks(bytes);
             let mut stops = m.stops;
             loop {
                 // The record's bytes in this block run from its start (or the block's) to the next stop (or
                 // the block's end).
                 let end = if stops == 0 {
-                    BLOCK
+                    WIDE
                 } else {
                     stops.trailing_zeros() as usize
                 };
@@ -474,11 +501,11 @@ impl<R: Read> RecordReader<R> {
                 if n > BULK_FIELDS {
                     break 'blocks;
                 }
-                // Four offsets are written whether or not there are that many commas (no branch per comma),
+                // Eight offsets are written whether or not there are that many commas (no branch per comma),
                 // and the count moves on by as many as there are: no write waits for the one before.
                 let mut c = m.commas & mine;
                 let mut found = 0;
-                if let Some(slots) = commas.get_mut(n..n + 4) {
+                if let Some(slots) = commas.get_mut(n..n + 8) {
                     for slot in slots {
                         *slot = (at + c.trailing_zeros() as usize) as u32;
                         found += usize::from(c != 0);
@@ -523,7 +550,7 @@ impl<R: Read> RecordReader<R> {
                 }
                 stops &= stops - 1;
             }
-            at += BLOCK;
+            at += WIDE;
         }
         // Everything before `start` is split: its bytes go to the batch in one copy.
         batch.bytes.extend_from_slice(&avail[..start]);
@@ -996,7 +1023,7 @@ mod tests {
                     odd: 0,
                 };
                 for (k, &b) in block.iter().enumerate() {
-                    let bit = |yes: bool| u32::from(yes) << k;
+                    let bit = |yes: bool| u64::from(yes) << k;
                     want.commas |= bit(b == b',');
                     want.stops |= bit(matches!(b, b'\n' | b'\r' | b'"'));
                     want.high |= bit(b >= 0x80);
@@ -1007,6 +1034,17 @@ mod tests {
                 assert_eq!(masks_by_words(&block), want, "{block:?}");
             }
         }
+        // A wide step puts each block's bits in place.
+        let mut bytes = [b'a'; WIDE];
+        for (i, at) in [0, 15, 16, 31, 47, 48, 63].into_iter().enumerate() {
+            bytes[at] = [b',', b'\n', b'"', b'\r', b' ', 0, 0x80][i];
+        }
+        let m = wide_masks(&bytes);
+        assert_eq!(m.commas, 1);
+        assert_eq!(m.stops, 1 << 15 | 1 << 16 | 1 << 31);
+        assert_eq!(m.nul, 1 << 48);
+        assert_eq!(m.high, 1 << 63);
+        assert_eq!(m.odd, 1 << 15 | 1 << 31 | 1 << 47 | 1 << 48 | 1 << 63);
     }
 
     /// Every record of a batch: line, outcome, fields, flags.

@@ -97,6 +97,62 @@ enum Blank {
     Check,
 }
 
+/// What the field pass checks in one column's value: the column's type, with the two columns whose meaning
+/// follows the file's mode told apart. Worked out once per file, so a row costs one dispatch per field.
+#[derive(Clone, Copy)]
+enum Check {
+    Id,
+    Status,
+    DateLastModified,
+    Text,
+    DateTime,
+    Date,
+    Year,
+    Bool,
+    Float,
+    Enum(&'static [&'static str]),
+    UserIds,
+    TextList,
+    EnumList(&'static [&'static str]),
+    Grades,
+    Ref,
+    RefList,
+}
+
+impl Check {
+    fn of(pos: usize, ty: ColumnType) -> Check {
+        match ty {
+            ColumnType::Guid => Check::Id,
+            ColumnType::Status => Check::Status,
+            ColumnType::DateTime if pos == 2 => Check::DateLastModified,
+            ColumnType::DateTime => Check::DateTime,
+            ColumnType::Text => Check::Text,
+            ColumnType::Date => Check::Date,
+            ColumnType::Year => Check::Year,
+            ColumnType::Bool => Check::Bool,
+            ColumnType::Float => Check::Float,
+            ColumnType::Enum(allowed) => Check::Enum(allowed),
+            ColumnType::UserIds => Check::UserIds,
+            ColumnType::TextList => Check::TextList,
+            ColumnType::EnumList(allowed) => Check::EnumList(allowed),
+            ColumnType::Grades => Check::Grades,
+            ColumnType::Ref(_) | ColumnType::SchoolRef => Check::Ref,
+            ColumnType::RefList(_) => Check::RefList,
+        }
+    }
+}
+
+/// One column the file has, as the field pass visits it.
+#[derive(Clone, Copy)]
+struct Step {
+    /// Spec position.
+    pos: usize,
+    /// Field index in the file.
+    field: usize,
+    blank: Blank,
+    check: Check,
+}
+
 /// The field pass's state for one file.
 pub struct FieldPass {
     kind: FileKind,
@@ -109,8 +165,8 @@ pub struct FieldPass {
     numbers: Vec<Option<i64>>,
     /// Positions whose `numbers` entry a row may set (dates, lists), cleared before each row.
     numbered: Vec<usize>,
-    /// The spec columns the file has: (spec position, field index, what a blank means), in spec order.
-    present: Vec<(usize, usize, Blank)>,
+    /// The spec columns the file has, in spec order (`status` comes before the columns it excuses).
+    steps: Vec<Step>,
     deleting: bool,
     facts: RowFacts,
     /// Where the current row starts in the batch's record data, and its bytes' address (to place list items).
@@ -135,7 +191,7 @@ impl FieldPass {
             at("startDate")
         };
         let columns = kind.columns();
-        let present = (0..columns.len())
+        let steps = (0..columns.len())
             .filter_map(|pos| {
                 let fi = header.fields[pos]?;
                 let blank = match columns[pos].ty {
@@ -147,7 +203,12 @@ impl FieldPass {
                     _ if columns[pos].required => Blank::Required,
                     _ => Blank::Fine,
                 };
-                Some((pos, fi, blank))
+                Some(Step {
+                    pos,
+                    field: fi,
+                    blank,
+                    check: Check::of(pos, columns[pos].ty),
+                })
             })
             .collect();
         let numbered = (0..columns.len())
@@ -155,7 +216,7 @@ impl FieldPass {
             .collect();
         FieldPass {
             numbered,
-            present,
+            steps,
             kind,
             mode,
             columns,
@@ -235,15 +296,17 @@ impl FieldPass {
             .and_then(|t| t.get(self.row_offset..self.row_offset + bytes.len()))
             .or_else(|| std::str::from_utf8(bytes).ok())
             .filter(|_| self.flags.plain || memchr::memchr(0, bytes).is_none());
-        for k in 0..self.present.len() {
-            let (pos, fi, blank) = self.present[k];
-            let (start, end) = rec.field_range(fi);
+        // A row of valid text no longer than a field may be needs no check of its own per field.
+        let fast = whole.is_some() && bytes.len() <= self.max_field_bytes;
+        for k in 0..self.steps.len() {
+            let step = self.steps[k];
+            let (start, end) = rec.field_range(step.field);
             if start == end {
-                match blank {
+                match step.blank {
                     Blank::Fine => continue,
-                    Blank::Required if pos > 0 && self.deleting => continue,
+                    Blank::Required if step.pos > 0 && self.deleting => continue,
                     Blank::Required => {
-                        let name = self.columns[pos].name;
+                        let name = self.columns[step.pos].name;
                         report.push(
                             Finding::error(Code::FieldRequired, format!("{name} is required"))
                                 .file(self.file())
@@ -256,9 +319,18 @@ impl FieldPass {
                     Blank::Check => {}
                 }
             }
-            let raw = bytes.get(start..end).unwrap_or(&[]);
             let text = whole.and_then(|w| w.get(start..end));
-            self.check_field(line, pos, raw, text, &mut report);
+            let v = match text {
+                Some(v) if fast => v,
+                _ => {
+                    let raw = bytes.get(start..end).unwrap_or(&[]);
+                    match self.decode(line, step.pos, raw, text, &mut report) {
+                        Some(v) => v,
+                        None => continue,
+                    }
+                }
+            };
+            self.check_value(line, step, v, &mut report);
         }
         self.check_dates(line, &mut report);
         self.check_subjects(line, &mut report);
@@ -298,14 +370,15 @@ impl FieldPass {
         });
     }
 
-    fn check_field(
-        &mut self,
+    /// A field's text, once its length and encoding pass; otherwise the finding that says why not.
+    fn decode<'a>(
+        &self,
         line: u64,
         pos: usize,
-        raw: &[u8],
-        text: Option<&str>,
+        raw: &'a [u8],
+        text: Option<&'a str>,
         report: &mut Pending,
-    ) {
+    ) -> Option<&'a str> {
         let column = &self.columns[pos];
         if raw.len() > self.max_field_bytes {
             report.push(
@@ -325,7 +398,7 @@ impl FieldPass {
                     "check the export for a runaway field (an unclosed quote joins lines together)",
                 ),
             );
-            return;
+            return None;
         }
         if text.is_none() && raw.contains(&0) {
             report.push(
@@ -336,9 +409,10 @@ impl FieldPass {
                     .value(raw)
                     .hint("remove the NUL bytes; the file may be UTF-16 or binary rather than UTF-8 text"),
             );
-            return;
+            return None;
         }
-        let Some(v) = text.or_else(|| std::str::from_utf8(raw).ok()) else {
+        let decoded = text.or_else(|| std::str::from_utf8(raw).ok());
+        if decoded.is_none() {
             report.push(
                 Finding::error(Code::EncodingUtf8, "the value is not valid UTF-8")
                     .file(self.file())
@@ -347,80 +421,69 @@ impl FieldPass {
                     .value(raw)
                     .hint("save the file as UTF-8 (not Windows-1252 or Latin-1)"),
             );
-            return;
-        };
-        match column.ty {
-            ColumnType::Status => return self.check_status(line, pos, v, report),
-            ColumnType::DateTime if pos == 2 => {
-                return self.check_date_last_modified(line, pos, v, report);
-            }
-            _ => {}
         }
-        if v.is_empty() {
-            if column.required && (pos == 0 || !self.deleting) {
-                report.push(
-                    Finding::error(Code::FieldRequired, format!("{} is required", column.name))
-                        .file(self.file())
-                        .line(line)
-                        .column(column.name)
-                        .hint(format!("fill in {} for this row", column.name)),
-                );
-            }
-            return;
-        }
+        decoded
+    }
+
+    /// Checks one value (blank only for `status` and `dateLastModified`, whose blanks the mode decides).
+    fn check_value(&mut self, line: u64, step: Step, v: &str, report: &mut Pending) {
+        let pos = step.pos;
         let push = |this: &Self, report: &mut Pending, p: Problem, value: &[u8]| {
             report.push(this.at(line, pos, p, value));
         };
-        match column.ty {
-            ColumnType::Guid => match self.guid(v) {
+        let raw = v.as_bytes();
+        match step.check {
+            Check::Id => match self.guid(v) {
                 Some(p) => push(self, report, p, raw),
                 None => {
                     self.facts.id = Some(Fp::of(raw));
                     self.facts.id_text = self.span(v);
                 }
             },
-            ColumnType::Status | ColumnType::Text => {}
-            ColumnType::DateTime => {
+            Check::Status => self.check_status(line, pos, v, report),
+            Check::DateLastModified => self.check_date_last_modified(line, pos, v, report),
+            Check::Text => {}
+            Check::DateTime => {
                 if let Some(p) = fields::date_time(v) {
                     push(self, report, p, raw);
                 }
             }
-            ColumnType::Date => match fields::date(v) {
+            Check::Date => match fields::date(v) {
                 Ok(day) => self.numbers[pos] = Some(day),
                 Err(p) => push(self, report, p, raw),
             },
-            ColumnType::Year => {
+            Check::Year => {
                 if let Some(p) = fields::year(v) {
                     push(self, report, p, raw);
                 }
             }
-            ColumnType::Bool => {
+            Check::Bool => {
                 if let (_, Some(p)) = fields::boolean(v) {
                     push(self, report, p, raw);
                 }
             }
-            ColumnType::Float => {
+            Check::Float => {
                 if let Some(p) = fields::float(v) {
                     push(self, report, p, raw);
                 }
             }
-            ColumnType::Enum(allowed) => match fields::one_of(v, allowed) {
+            Check::Enum(allowed) => match fields::one_of(v, allowed) {
                 Ok(i) => self.facts.enums[pos] = i,
                 Err(p) => push(self, report, p, raw),
             },
-            ColumnType::UserIds => {
+            Check::UserIds => {
                 if let Some(p) = fields::user_ids(v) {
                     push(self, report, p, raw);
                 }
             }
-            ColumnType::TextList => {
+            Check::TextList => {
                 let (items, problems) = fields::list_items(v);
                 self.numbers[pos] = Some(items.count() as i64);
                 for p in problems {
                     push(self, report, p, raw);
                 }
             }
-            ColumnType::EnumList(allowed) => {
+            Check::EnumList(allowed) => {
                 let (items, problems) = fields::list_items(v);
                 for p in problems {
                     push(self, report, p, raw);
@@ -431,7 +494,7 @@ impl FieldPass {
                     }
                 }
             }
-            ColumnType::Grades => {
+            Check::Grades => {
                 let (items, problems) = fields::list_items(v);
                 for p in problems {
                     push(self, report, p, raw);
@@ -442,10 +505,8 @@ impl FieldPass {
                     }
                 }
             }
-            ColumnType::Ref(_) | ColumnType::SchoolRef => {
-                self.keep_reference(line, pos, v, false, report)
-            }
-            ColumnType::RefList(_) => {
+            Check::Ref => self.keep_reference(line, pos, v, false, report),
+            Check::RefList => {
                 let (items, problems) = fields::list_items(v);
                 for p in problems {
                     push(self, report, p, raw);

@@ -126,6 +126,13 @@ pub struct LinkPass {
     kind: FileKind,
     columns: &'static [Column],
     targets: Vec<Target>,
+    /// Per spec position: the file a reference column points into.
+    points_to: [FileKind; MAX_COLUMNS],
+    /// Per spec position: the index to look references up in, when they are looked up here (references into
+    /// the file being read are the merger's).
+    look_in: [Option<FileKind>; MAX_COLUMNS],
+    /// Per spec position: the column must point at a school.
+    school: [bool; MAX_COLUMNS],
     /// How a demographics row's sourcedId is checked against users.
     demographics_user: Target,
     /// Per column (and one more slot for a demographics row's own id): the absent file was reported. The
@@ -148,7 +155,21 @@ pub struct LinkPass {
 
 impl LinkPass {
     pub fn new(kind: FileKind, targets: Vec<Target>, demographics_user: Target) -> LinkPass {
+        let columns = kind.columns();
+        let mut points_to = [kind; MAX_COLUMNS];
+        let mut look_in = [None; MAX_COLUMNS];
+        let mut school = [false; MAX_COLUMNS];
+        for (pos, column) in columns.iter().enumerate().take(MAX_COLUMNS) {
+            points_to[pos] = target_of(column);
+            if matches!(targets.get(pos), Some(Target::Check(_))) && points_to[pos] != kind {
+                look_in[pos] = Some(points_to[pos]);
+            }
+            school[pos] = column.ty == ColumnType::SchoolRef;
+        }
         LinkPass {
+            points_to,
+            look_in,
+            school,
             cols: Cols::of(kind),
             kind,
             columns: kind.columns(),
@@ -191,9 +212,7 @@ impl LinkPass {
         // it loads, many fetches from memory are under way at once.
         let mut touched = 0u64;
         for item in refs.iter() {
-            let pos = item.pos as usize;
-            let target = target_of(&self.columns[pos]);
-            if matches!(self.targets[pos], Target::Check(_)) && target != self.kind {
+            if let Some(target) = self.look_in[item.pos as usize] {
                 touched ^= idx.touch(target, &item.fp);
             }
         }
@@ -201,13 +220,7 @@ impl LinkPass {
         let mut founds = std::mem::take(&mut self.founds);
         founds.clear();
         founds.extend(refs.iter().map(|item| {
-            let pos = item.pos as usize;
-            let target = target_of(&self.columns[pos]);
-            match self.targets[pos] {
-                // References into this same file are the merger's.
-                Target::Check(_) if target != self.kind => idx.lookup(target, &item.fp),
-                _ => None,
-            }
+            self.look_in[item.pos as usize].and_then(|target| idx.lookup(target, &item.fp))
         }));
         let mut users = std::mem::take(&mut self.users_of_demographics);
         users.clear();
@@ -245,7 +258,7 @@ impl LinkPass {
                 if !item.list {
                     self.fps[pos] = Some(item.fp);
                 }
-                let target = target_of(&self.columns[pos]);
+                let target = self.points_to[pos];
                 if row.deleting || target == self.kind {
                     continue;
                 }
@@ -259,7 +272,7 @@ impl LinkPass {
                     data,
                     &mut out,
                 );
-                if self.columns[pos].ty == ColumnType::SchoolRef {
+                if self.school[pos] {
                     self.check_school(row.line, pos, text_at(data, item.text), &mut out);
                 }
             }

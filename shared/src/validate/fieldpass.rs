@@ -43,8 +43,9 @@ pub struct RowFacts {
     pub deleting: bool,
     pub id: Option<Fp>,
     pub id_text: (u32, u32),
-    /// Vocabulary index per spec position; `u8::MAX` when blank or invalid.
-    pub enums: [u8; MAX_COLUMNS],
+    /// Index of the row's `type` (orgs, sessions) or `role` (users, enrollments) in its vocabulary, the one
+    /// value the link checks compare; `u8::MAX` when blank, invalid or not a column of the file.
+    pub vocab: u8,
     /// Range of [`Batch::refs`].
     pub refs: (u32, u32),
     /// Range of [`Batch::findings`].
@@ -60,7 +61,7 @@ impl RowFacts {
             deleting: false,
             id: None,
             id_text: (0, 0),
-            enums: [u8::MAX; MAX_COLUMNS],
+            vocab: u8::MAX,
             refs: (0, 0),
             findings: (0, 0),
             attributes: Attributes::Plain,
@@ -165,6 +166,8 @@ pub struct FieldPass {
     numbers: Vec<Option<i64>>,
     /// Positions whose `numbers` entry a row may set (dates, lists), cleared before each row.
     numbered: Vec<usize>,
+    /// Spec position of the column [`RowFacts::vocab`] comes from.
+    vocab_pos: Option<usize>,
     /// The spec columns the file has, in spec order (`status` comes before the columns it excuses).
     steps: Vec<Step>,
     deleting: bool,
@@ -217,6 +220,7 @@ impl FieldPass {
         FieldPass {
             numbered,
             steps,
+            vocab_pos: at("type").or_else(|| at("role")),
             kind,
             mode,
             columns,
@@ -468,7 +472,11 @@ impl FieldPass {
                 }
             }
             Check::Enum(allowed) => match fields::one_of(v, allowed) {
-                Ok(i) => self.facts.enums[pos] = i,
+                Ok(i) => {
+                    if Some(pos) == self.vocab_pos {
+                        self.facts.vocab = i;
+                    }
+                }
                 Err(p) => push(self, report, p, raw),
             },
             Check::UserIds => {

@@ -50,9 +50,7 @@ const ROLES_AGREE: [[bool; 8]; 4] = {
 
 /// Spec positions of the columns the link checks read, looked up once per file rather than once per row.
 struct Cols {
-    kind: Option<usize>,
     parent: Option<usize>,
-    role: Option<usize>,
     school: Option<usize>,
     class: Option<usize>,
     user: Option<usize>,
@@ -63,9 +61,7 @@ impl Cols {
     fn of(kind: FileKind) -> Cols {
         let at = |name| kind.try_position(name);
         Cols {
-            kind: at("type"),
             parent: at("parentSourcedId"),
-            role: at("role"),
             school: at("schoolSourcedId"),
             class: at("classSourcedId"),
             user: at("userSourcedId"),
@@ -143,7 +139,8 @@ pub struct LinkPass {
     // Per-row scratch, indexed by spec position.
     fps: [Option<Fp>; MAX_COLUMNS],
     found: [Option<Found>; MAX_COLUMNS],
-    enums: [u8; MAX_COLUMNS],
+    /// The current row's [`RowFacts::vocab`].
+    vocab: u8,
     /// Positions set by the current row.
     touched: Vec<usize>,
     /// What each reference of the current batch found (kept to reuse its allocation).
@@ -178,7 +175,7 @@ impl LinkPass {
             absent_reported: vec![false; kind.columns().len() + 1],
             fps: [None; MAX_COLUMNS],
             found: [None; MAX_COLUMNS],
-            enums: [u8::MAX; MAX_COLUMNS],
+            vocab: u8::MAX,
             touched: Vec::with_capacity(MAX_COLUMNS),
             founds: Vec::new(),
             users_of_demographics: Vec::new(),
@@ -190,8 +187,9 @@ impl LinkPass {
         pos.and_then(|p| self.fps[p])
     }
 
-    fn enum_at(&self, pos: Option<usize>) -> Option<u8> {
-        pos.map(|p| self.enums[p]).filter(|e| *e != u8::MAX)
+    /// The row's `type` or `role` (whichever the file has), when valid.
+    fn vocab(&self) -> Option<u8> {
+        Some(self.vocab).filter(|v| *v != u8::MAX)
     }
 
     fn file(&self) -> &'static str {
@@ -246,7 +244,7 @@ impl LinkPass {
                 self.fps[pos] = None;
                 self.found[pos] = None;
             }
-            self.enums = row.enums;
+            self.vocab = row.vocab;
             for (i, item) in refs
                 .iter()
                 .enumerate()
@@ -389,11 +387,11 @@ impl LinkPass {
         }
         row.attributes = match self.kind {
             FileKind::Orgs | FileKind::AcademicSessions => Attributes::Node {
-                kind: self.enum_at(self.cols.kind).unwrap_or(u8::MAX),
+                kind: self.vocab().unwrap_or(u8::MAX),
                 parent: self.fp_at(self.cols.parent),
             },
             FileKind::Users => Attributes::User {
-                role: self.enum_at(self.cols.role).unwrap_or(u8::MAX),
+                role: self.vocab().unwrap_or(u8::MAX),
             },
             FileKind::Classes => Attributes::Class {
                 school: self.fp_at(self.cols.school),
@@ -430,7 +428,7 @@ impl LinkPass {
 
     /// An enrollment's role should match its user's role, and its school its class's school.
     fn check_enrollment(&self, line: u64, idx: &Indexes, out: &mut Vec<Finding>) {
-        let role = self.enum_at(self.cols.role);
+        let role = self.vocab();
         let user = self.cols.user.and_then(|p| self.found[p]);
         if let (Some(role), Some(Found::User(user_role))) = (role, user)
             && let (Some(&agrees), Some(&user_role_name)) = (

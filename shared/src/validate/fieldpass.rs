@@ -4,7 +4,6 @@
 //! the link pass that runs next on the same worker.
 
 use super::header::HeaderMap;
-use super::state::Attributes;
 use crate::csvread::{Flags, RecordView};
 use crate::fields::{self, Problem};
 use crate::finding::{Code, Finding};
@@ -50,8 +49,6 @@ pub struct RowFacts {
     pub refs: (u32, u32),
     /// Range of [`Batch::findings`].
     pub findings: (u32, u32),
-    /// What later files are checked against (set by the link pass).
-    pub attributes: Attributes,
 }
 
 impl RowFacts {
@@ -64,7 +61,6 @@ impl RowFacts {
             vocab: u8::MAX,
             refs: (0, 0),
             findings: (0, 0),
-            attributes: Attributes::Plain,
         }
     }
 }

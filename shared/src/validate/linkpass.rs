@@ -5,7 +5,7 @@
 //! ids, are the merger's (see `merge`), which sees the rows in order.
 
 use super::fieldpass::{Batch, MAX_COLUMNS, RowFacts};
-use super::state::{Attributes, Found, Indexes};
+use super::state::{Found, Indexes};
 use crate::finding::{Code, Finding, Severity};
 use crate::index::Fp;
 use crate::spec::{
@@ -50,7 +50,6 @@ const ROLES_AGREE: [[bool; 8]; 4] = {
 
 /// Spec positions of the columns the link checks read, looked up once per file rather than once per row.
 struct Cols {
-    parent: Option<usize>,
     school: Option<usize>,
     class: Option<usize>,
     user: Option<usize>,
@@ -61,7 +60,6 @@ impl Cols {
     fn of(kind: FileKind) -> Cols {
         let at = |name| kind.try_position(name);
         Cols {
-            parent: at("parentSourcedId"),
             school: at("schoolSourcedId"),
             class: at("classSourcedId"),
             user: at("userSourcedId"),
@@ -197,7 +195,7 @@ impl LinkPass {
     }
 
     /// Links every row of a batch (`data` is its record data). Afterwards the batch's findings are all of
-    /// them, row by row, and each row carries the attributes its id is recorded with.
+    /// them, row by row.
     pub fn batch(&mut self, batch: &mut Batch, data: &[u8], idx: &Indexes) {
         let Batch {
             rows,
@@ -385,19 +383,6 @@ impl LinkPass {
                 out,
             );
         }
-        row.attributes = match self.kind {
-            FileKind::Orgs | FileKind::AcademicSessions => Attributes::Node {
-                kind: self.vocab().unwrap_or(u8::MAX),
-                parent: self.fp_at(self.cols.parent),
-            },
-            FileKind::Users => Attributes::User {
-                role: self.vocab().unwrap_or(u8::MAX),
-            },
-            FileKind::Classes => Attributes::Class {
-                school: self.fp_at(self.cols.school),
-            },
-            _ => Attributes::Plain,
-        };
     }
 
     fn check_school_year(&self, line: u64, idx: &Indexes, out: &mut Vec<Finding>) {

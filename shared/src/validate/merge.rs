@@ -3,9 +3,9 @@
 //! file's own index (reporting duplicates), resolves references within the file, and at the end runs the checks
 //! that need the whole file: references to records further down, parent cycles, an empty file.
 
-use super::fieldpass::Batch;
+use super::fieldpass::{Batch, RefItem, RowFacts};
 use super::linkpass::{Target, missing_reference, target_of, text_at};
-use super::state::{DupCheck, Indexes, Node, Own};
+use super::state::{Attributes, DupCheck, Indexes, Node, Own};
 use crate::finding::{Code, Finding, Severity};
 use crate::index::{Fp, FpMap, fp_map};
 use crate::report::ReportBuilder;
@@ -39,6 +39,10 @@ pub struct Merge {
     targets: Vec<Target>,
     /// Some column references the file itself (a parent, a user's agents).
     self_refs: bool,
+    /// Spec positions of the references a row's id is recorded with: an org's or session's parent, a
+    /// class's school.
+    parent: Option<usize>,
+    school: Option<usize>,
     ids: Ids,
     deferred: Vec<Deferred>,
     /// The text of each deferred id, once.
@@ -78,6 +82,8 @@ impl Merge {
             columns,
             targets,
             self_refs,
+            parent: kind.try_position("parentSourcedId"),
+            school: kind.try_position("schoolSourcedId"),
             ids,
             deferred: Vec::new(),
             deferred_text: fp_map(),
@@ -164,11 +170,15 @@ impl Merge {
                 }
             }
             let Some(fp) = row.id else { continue };
+            let attributes = match self.ids {
+                Ids::Own(_) => self.attributes(row, &batch.refs),
+                Ids::Dups(_) => Attributes::Plain,
+            };
             match &mut self.ids {
                 Ids::Dups(dups) => dups.push(fp, line),
                 Ids::Own(own) => {
                     let id = text_at(data, row.id_text);
-                    if let Some(first) = own.insert(fp, line, row.attributes, id) {
+                    if let Some(first) = own.insert(fp, line, attributes, id) {
                         report.push(
                             Finding::error(
                                 Code::IdDuplicate,
@@ -183,6 +193,30 @@ impl Merge {
                     }
                 }
             }
+        }
+    }
+
+    /// What a row's id is recorded with: the few attributes later files are checked against.
+    fn attributes(&self, row: &RowFacts, refs: &[RefItem]) -> Attributes {
+        let refs = refs
+            .get(row.refs.0 as usize..row.refs.1 as usize)
+            .unwrap_or(&[]);
+        let single = |pos: Option<usize>| {
+            let pos = pos?;
+            refs.iter()
+                .find(|item| usize::from(item.pos) == pos && !item.list)
+                .map(|item| item.fp)
+        };
+        match self.kind {
+            FileKind::Orgs | FileKind::AcademicSessions => Attributes::Node {
+                kind: row.vocab,
+                parent: single(self.parent),
+            },
+            FileKind::Users => Attributes::User { role: row.vocab },
+            FileKind::Classes => Attributes::Class {
+                school: single(self.school),
+            },
+            _ => Attributes::Plain,
         }
     }
 

@@ -461,11 +461,12 @@ impl<R: Read> RecordReader<R> {
     /// Returns true when the batch is full.
     fn bulk(&mut self, batch: &mut Records, max_rows: usize, max_bytes: usize) -> bool {
         let avail = &self.input[self.pos..self.filled];
-        let base = batch.bytes.len();
-        // Offsets in a batch are 32-bit; a batch is flushed long before that.
-        if base + avail.len() > u32::MAX as usize {
+        // Offsets in a batch are 32-bit; a batch is flushed long before that (and unquoting only shrinks).
+        if batch.bytes.len() + avail.len() > u32::MAX as usize {
             return false;
         }
+        // Plain lines are copied to the batch in runs: bytes from `copied` on will sit at `base` and after.
+        let (mut copied, mut base) = (0, batch.bytes.len());
         let commas = &mut self.bulk_commas;
         let most_commas = self.max_fields.min(BULK_FIELDS) - 1;
         // The record being split: where it starts, its commas so far, what kinds of bytes it has.
@@ -525,7 +526,32 @@ impl<R: Read> RecordReader<R> {
                 let next = match avail[stop] {
                     b'\n' => stop + 1,
                     b'\r' if avail.get(stop + 1) == Some(&b'\n') => stop + 2,
-                    // A quote, a lone carriage return, or one whose line feed is not read yet.
+                    b'"' => {
+                        // A quoted line: the run so far goes to the batch, then this line unquoted.
+                        batch.bytes.extend_from_slice(&avail[copied..start]);
+                        let Some(used) = batch.push_unquoted(
+                            line,
+                            &avail[start..],
+                            self.max_fields,
+                            self.max_record_bytes,
+                        ) else {
+                            copied = start;
+                            break 'blocks;
+                        };
+                        line += 1;
+                        start += used;
+                        n = 0;
+                        (not_plain, odd) = (0, 0);
+                        (copied, base) = (start, batch.bytes.len());
+                        if batch.len() >= max_rows || base >= max_bytes {
+                            full = true;
+                            break 'blocks;
+                        }
+                        // Carry on from the block the next line starts in.
+                        at = start - start % WIDE;
+                        continue 'blocks;
+                    }
+                    // A lone carriage return, or one whose line feed is not read yet.
                     _ => break 'blocks,
                 };
                 if n > most_commas || stop - start > self.max_record_bytes {
@@ -538,13 +564,14 @@ impl<R: Read> RecordReader<R> {
                         bare: plain && odd == 0,
                     };
                     let split = commas[..n].iter().map(|&c| c - start as u32);
-                    batch.push_split(line, base + start, base + stop, split, flags);
+                    let at_batch = base + start - copied;
+                    batch.push_split(line, at_batch, at_batch + stop - start, split, flags);
                 }
                 line += 1;
                 start = next;
                 n = 0;
                 (not_plain, odd) = (0, 0);
-                if batch.len() >= max_rows || base + start >= max_bytes {
+                if batch.len() >= max_rows || base + start - copied >= max_bytes {
                     full = true;
                     break 'blocks;
                 }
@@ -552,8 +579,8 @@ impl<R: Read> RecordReader<R> {
             }
             at += WIDE;
         }
-        // Everything before `start` is split: its bytes go to the batch in one copy.
-        batch.bytes.extend_from_slice(&avail[..start]);
+        // Everything before `start` is split: the rest of the run goes to the batch.
+        batch.bytes.extend_from_slice(&avail[copied..start]);
         self.pos += start;
         self.line = line;
         full
@@ -855,6 +882,49 @@ impl Records {
         });
     }
 
+    /// Adds the line at the start of `line` if all its quotes are simple: each quoted field opens right after a
+    /// comma (or at the line's start) and closes right before a comma or the line end, with no quote, carriage
+    /// return or line feed inside. Its fields are stored unquoted, back to back, as the full parser would
+    /// store them. Returns the bytes the line takes with its end; for any other line (or one not wholly
+    /// buffered, or over a limit) returns nothing and adds nothing: the full parser decides those.
+    fn push_unquoted(
+        &mut self,
+        line: u64,
+        text: &[u8],
+        max_fields: usize,
+        max_record_bytes: usize,
+    ) -> Option<usize> {
+        let (start, first_field) = (self.bytes.len(), self.ends.len());
+        let used = unquote(
+            text,
+            &mut self.bytes,
+            &mut self.ends,
+            max_fields,
+            max_record_bytes,
+        );
+        let Some(used) = used else {
+            self.bytes.truncate(start);
+            self.ends.truncate(first_field);
+            return None;
+        };
+        let bytes = &self.bytes[start..];
+        self.entries.push(Entry {
+            line,
+            outcome: Outcome::Read,
+            start: start as u32,
+            end: self.bytes.len() as u32,
+            first_field: first_field as u32,
+            fields: (self.ends.len() - first_field) as u32,
+            gap: 0,
+            // As the full parser has it: quoted fields may hold commas and quotes, so never bare.
+            flags: Flags {
+                plain: bytes.is_ascii() && memchr::memchr(0, bytes).is_none(),
+                bare: false,
+            },
+        });
+        Some(used)
+    }
+
     /// Record `i`: the line it starts on, how it was read, and its fields (none when it was skipped).
     pub fn get(&self, i: usize) -> Option<(u64, Outcome, RecordView<'_>)> {
         let e = self.entries.get(i)?;
@@ -954,6 +1024,55 @@ fn count_line_breaks(bytes: &[u8], cr_before: bool) -> (u64, bool) {
         }
     }
     (breaks, cr)
+}
+
+/// The fields of a line with simple quotes (see [`Records::push_unquoted`]), unquoted and appended to `bytes`,
+/// with their ends (from the record's start) appended to `ends`. Returns the bytes the line takes with its
+/// end, or nothing when the line is not of that kind; what was appended is then the caller's to undo.
+fn unquote(
+    text: &[u8],
+    bytes: &mut Vec<u8>,
+    ends: &mut Vec<u32>,
+    max_fields: usize,
+    max_record_bytes: usize,
+) -> Option<usize> {
+    // The full parser drops a byte-order mark at the start of a record: it keeps that case.
+    if text.starts_with(b"\xef\xbb\xbf") {
+        return None;
+    }
+    let start = bytes.len();
+    let mut at = 0;
+    for _ in 0..max_fields {
+        // Where the field's value is, and where the byte after it (a comma or the line end) is.
+        let (value, after) = if text.get(at) == Some(&b'"') {
+            let close = at + 1 + memchr::memchr(b'"', text.get(at + 1..)?)?;
+            let value = &text[at + 1..close];
+            if memchr::memchr2(b'\n', b'\r', value).is_some() {
+                return None;
+            }
+            (value, close + 1)
+        } else {
+            let rest = text.get(at..)?;
+            let end = at + memchr::memchr3(b',', b'\n', b'\r', rest)?;
+            let value = &text[at..end];
+            if memchr::memchr(b'"', value).is_some() {
+                return None;
+            }
+            (value, end)
+        };
+        bytes.extend_from_slice(value);
+        if bytes.len() - start >= max_record_bytes {
+            return None;
+        }
+        ends.push((bytes.len() - start) as u32);
+        match text.get(after) {
+            Some(b',') => at = after + 1,
+            Some(b'\n') => return Some(after + 1),
+            Some(b'\r') if text.get(after + 1) == Some(&b'\n') => return Some(after + 2),
+            _ => return None,
+        }
+    }
+    None
 }
 
 fn read_some<R: Read>(src: &mut R, buf: &mut [u8]) -> io::Result<usize> {
@@ -1101,6 +1220,30 @@ mod tests {
                     input.extend_from_slice(
                         format!("id-{i},,,x{i},{}\n", "y".repeat(i % 40)).as_bytes(),
                     );
+                }
+            }
+            if round % 5 == 1 {
+                // Quoted lines among plain ones: simple quotes, and the kinds the full parser must take.
+                let quoted = [
+                    "\"a,b\",c",
+                    "x,\"\",\"y\"",
+                    "\"s1-2027,s2-2027\",Homeroom,,1",
+                    "\"a\"\"b\",c",
+                    "\"line\nbreak\",z",
+                    "a\"b,c",
+                    "\"open,d",
+                    "\"x\"y,z",
+                    "\"\u{e9}\",\"\0\"",
+                    "\u{feff}\"bom\",q",
+                ];
+                for i in 0..next() % 200 {
+                    let body = if next() % 3 == 0 {
+                        quoted[next() % quoted.len()].to_string()
+                    } else {
+                        format!("id-{i},{}", "w".repeat(i % 70))
+                    };
+                    let end = ["\n", "\r\n", "\n", "\r"][next() % 4];
+                    input.extend_from_slice(format!("{body}{end}").as_bytes());
                 }
             }
             let max_record = [4, 30, 1 << 20][next() % 3];

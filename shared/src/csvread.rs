@@ -1,11 +1,14 @@
-//! A streaming CSV record reader with bounded memory. Rows without quotes (nearly every row of a real export)
-//! are split in place: one pass sixteen bytes at a time (SSE2 on x86-64, machine words elsewhere) finds the line
-//! end and the commas, and notes whether the row is plain ASCII and free of spaces (so ids need no
-//! byte-by-byte check); any row with a quote, a stray
-//! carriage return or a line that does not fit the buffer goes through `csv_core`'s full RFC 4180 parser. It
-//! knows the line each record starts on, skips a UTF-8 byte-order mark, accepts LF and CRLF, and refuses to
-//! grow past the configured row size or field count: an oversized row is skipped whole and reported, never
-//! buffered.
+//! A streaming CSV record reader with bounded memory. It knows the line each record starts on, skips a UTF-8
+//! byte-order mark, accepts LF and CRLF, and refuses to grow past the configured row size or field count: an
+//! oversized row is skipped whole and reported, never buffered.
+//!
+//! [`RecordReader::read_batch`] fills a batch of records for validation. Runs of lines are split in bulk
+//! straight from the input buffer, 64 bytes at a time (SSE2 on x86-64, machine words elsewhere): one pass finds
+//! the line ends and commas and notes whether each row is plain ASCII free of spaces (so ids need no
+//! byte-by-byte check). A line whose quotes are simple (a quoted field opens after a comma and closes before
+//! one) is unquoted on the way. Any other line (escaped quotes, line breaks inside quotes, a lone carriage
+//! return, a limit reached, a line past the bytes buffered) goes through [`RecordReader::next_record`], which
+//! splits quote-free lines in place and hands the rest to `csv_core`'s full RFC 4180 parser.
 
 use csv_core::{ReadRecordResult, Reader, ReaderBuilder, Terminator};
 use std::io::{self, Read};
@@ -455,10 +458,10 @@ impl<R: Read> RecordReader<R> {
         Ok(true)
     }
 
-    /// Splits the lines at the start of the buffered input into `batch`, a block at a time with no work per
-    /// line beyond noting where it ends. It stops at the first line that needs [`RecordReader::next_record`]:
-    /// one with a quote or a lone carriage return, one over a limit, or one that runs past the bytes buffered.
-    /// Returns true when the batch is full.
+    /// Splits the lines at the start of the buffered input into `batch`, 64 bytes at a time with no work per
+    /// line beyond noting where it ends (a line with simple quotes is unquoted on the way). It stops at the
+    /// first line that needs [`RecordReader::next_record`]: one with other quotes or a lone carriage return,
+    /// one over a limit, or one that runs past the bytes buffered. Returns true when the batch is full.
     fn bulk(&mut self, batch: &mut Records, max_rows: usize, max_bytes: usize) -> bool {
         let avail = &self.input[self.pos..self.filled];
         // Offsets in a batch are 32-bit; a batch is flushed long before that (and unquoting only shrinks).

@@ -1092,17 +1092,21 @@ fn read_some<R: Read>(src: &mut R, buf: &mut [u8]) -> io::Result<usize> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_line_scan_agrees_with_a_byte_by_byte_one() {
-        // Lines built from the bytes that matter, by a small fixed generator (the same every run).
-        let alphabet = b"ab,\n\r\"\x00 \x1f\x7f\x80\xff~!";
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
+    /// A small fixed generator of numbers (xorshift): the same test cases every run.
+    fn numbers(mut state: u64) -> impl FnMut() -> usize {
+        move || {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             (state % 1_000_003) as usize
-        };
+        }
+    }
+
+    #[test]
+    fn the_line_scan_agrees_with_a_byte_by_byte_one() {
+        // Lines built from the bytes that matter, by a small fixed generator (the same every run).
+        let alphabet = b"ab,\n\r\"\x00 \x1f\x7f\x80\xff~!";
+        let mut next = numbers(0x9e37_79b9_7f4a_7c15);
         for _ in 0..50_000 {
             let len = next() % 80;
             let bytes: Vec<u8> = (0..len)
@@ -1204,13 +1208,7 @@ mod tests {
             b"\x7f",
             b"\xef\xbb\xbf",
         ];
-        let mut state = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % 1_000_003) as usize
-        };
+        let mut next = numbers(0x2545_f491_4f6c_dd1d);
         for round in 0..3_000 {
             let pieces = next() % 120;
             let mut input = Vec::new();

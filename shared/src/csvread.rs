@@ -441,6 +441,15 @@ impl<R: Read> RecordReader<R> {
         max_bytes: usize,
     ) -> io::Result<bool> {
         while batch.len() < max_rows && batch.data_len() < max_bytes {
+            if self.cr_pending && self.pos < self.filled {
+                // The carriage return that ended the last record (as `next_record` settles it): one line
+                // break, with or without a line feed after it.
+                self.cr_pending = false;
+                self.line += 1;
+                if self.input[self.pos] == b'\n' {
+                    self.pos += 1;
+                }
+            }
             if self.bom_checked
                 && !self.cr_pending
                 && self.pos < self.filled

@@ -25,6 +25,25 @@ pub struct Flags {
     pub bare: bool,
 }
 
+impl Flags {
+    /// A line split in place: `plain` when it has no byte of 0x80 and up and no NUL, `bare` when, besides, it
+    /// has no byte an id may not have.
+    fn split(plain: bool, no_odd_bytes: bool) -> Flags {
+        Flags {
+            plain,
+            bare: plain && no_odd_bytes,
+        }
+    }
+
+    /// Fields unquoted back to back: quoted fields may hold commas and quotes, so never bare.
+    fn unquoted(bytes: &[u8]) -> Flags {
+        Flags {
+            plain: bytes.is_ascii() && memchr::memchr(0, bytes).is_none(),
+            bare: false,
+        }
+    }
+}
+
 /// Bytes looked at in one step of [`scan_line`] (lines are short: a small step stops close to the line end).
 const BLOCK: usize = 16;
 
@@ -35,7 +54,7 @@ const WIDE: usize = 4 * BLOCK;
 const BULK_FIELDS: usize = 64;
 
 /// Where the bytes that matter are in one block: bit `k` of each mask stands for byte `k`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Masks {
     commas: u64,
     /// Line feeds, carriage returns and quotes: where a quote-free line stops.
@@ -47,26 +66,24 @@ struct Masks {
     odd: u64,
 }
 
+impl Masks {
+    /// Adds the masks of a part that starts `shift` bytes in.
+    fn place(&mut self, part: Masks, shift: usize) {
+        self.commas |= part.commas << shift;
+        self.stops |= part.stops << shift;
+        self.high |= part.high << shift;
+        self.nul |= part.nul << shift;
+        self.odd |= part.odd << shift;
+    }
+}
+
 /// The masks of [`WIDE`] bytes, from those of its blocks.
 fn wide_masks(bytes: &[u8; WIDE]) -> Masks {
-    let mut wide = Masks {
-        commas: 0,
-        stops: 0,
-        high: 0,
-        nul: 0,
-        odd: 0,
-    };
+    let mut wide = Masks::default();
     for (i, block) in bytes.chunks_exact(BLOCK).enumerate() {
-        let Ok(block) = <&[u8; BLOCK]>::try_from(block) else {
-            continue;
-        };
-        let m = masks(block);
-        let shift = BLOCK * i;
-        wide.commas |= m.commas << shift;
-        wide.stops |= m.stops << shift;
-        wide.high |= m.high << shift;
-        wide.nul |= m.nul << shift;
-        wide.odd |= m.odd << shift;
+        if let Ok(block) = <&[u8; BLOCK]>::try_from(block) {
+            wide.place(masks(block), BLOCK * i);
+        }
     }
     wide
 }
@@ -102,23 +119,19 @@ fn masks(block: &[u8; BLOCK]) -> Masks {
 /// The masks of a block, eight bytes at a time in a machine word.
 #[cfg(any(test, not(target_arch = "x86_64")))]
 fn masks_by_words(block: &[u8; BLOCK]) -> Masks {
-    let mut m = Masks {
-        commas: 0,
-        stops: 0,
-        high: 0,
-        nul: 0,
-        odd: 0,
-    };
+    let mut m = Masks::default();
     for (half, bytes) in block.chunks_exact(8).enumerate() {
         let mut word = [0; 8];
         word.copy_from_slice(bytes);
         let w = swar::Word(u64::from_le_bytes(word));
-        let shift = 8 * half;
-        m.commas |= w.equal(b',').packed() << shift;
-        m.stops |= (w.equal(b'\n') | w.equal(b'\r') | w.equal(b'"')).packed() << shift;
-        m.high |= swar::Word(w.0 & swar::HIGHS).packed() << shift;
-        m.nul |= w.equal(0).packed() << shift;
-        m.odd |= (w.below(0x21) | w.from(0x7f)).packed() << shift;
+        let part = Masks {
+            commas: w.equal(b',').packed(),
+            stops: (w.equal(b'\n') | w.equal(b'\r') | w.equal(b'"')).packed(),
+            high: swar::Word(w.0 & swar::HIGHS).packed(),
+            nul: w.equal(0).packed(),
+            odd: (w.below(0x21) | w.from(0x7f)).packed(),
+        };
+        m.place(part, 8 * half);
     }
     m
 }
@@ -252,11 +265,7 @@ fn scan_line(avail: &[u8], ends: &mut Vec<usize>, max_fields: usize) -> Scan {
         }
         at += BLOCK;
     }
-    let plain = high | nul == 0;
-    scan.flags = Flags {
-        plain,
-        bare: plain && odd == 0,
-    };
+    scan.flags = Flags::split(high | nul == 0, odd == 0);
     scan
 }
 
@@ -375,14 +384,11 @@ impl<R: Read> RecordReader<R> {
                 self.bom_checked = true;
                 continue;
             }
-            let avail = &self.input[self.pos..self.filled];
             if self.cr_pending {
-                // A carriage return ended the last line; on its own (not CR LF) it counts as a line break.
-                self.cr_pending = false;
-                if avail[0] != b'\n' {
-                    self.line += 1;
-                }
+                self.settle_cr();
+                continue;
             }
+            let avail = &self.input[self.pos..self.filled];
             match avail[0] {
                 b'\n' => {
                     self.pos += 1;
@@ -431,6 +437,18 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
+    /// Settles the carriage return that ended the last record, once the byte after it is buffered: it is one
+    /// line break, and a line feed right after it belongs to it.
+    fn settle_cr(&mut self) {
+        if self.cr_pending && self.pos < self.filled {
+            self.cr_pending = false;
+            self.line += 1;
+            if self.input[self.pos] == b'\n' {
+                self.pos += 1;
+            }
+        }
+    }
+
     /// Reads records into `batch` until it holds `max_rows` of them or `max_bytes` of record data, or the input
     /// ends. Returns false once the input has ended. The records are the ones [`RecordReader::next_record`]
     /// would give one by one; runs of plain lines are split in bulk, straight from the input buffer.
@@ -441,15 +459,7 @@ impl<R: Read> RecordReader<R> {
         max_bytes: usize,
     ) -> io::Result<bool> {
         while batch.len() < max_rows && batch.data_len() < max_bytes {
-            if self.cr_pending && self.pos < self.filled {
-                // The carriage return that ended the last record (as `next_record` settles it): one line
-                // break, with or without a line feed after it.
-                self.cr_pending = false;
-                self.line += 1;
-                if self.input[self.pos] == b'\n' {
-                    self.pos += 1;
-                }
-            }
+            self.settle_cr();
             if self.bom_checked
                 && !self.cr_pending
                 && self.pos < self.filled
@@ -570,11 +580,7 @@ impl<R: Read> RecordReader<R> {
                     break 'blocks;
                 }
                 if stop > start {
-                    let plain = not_plain == 0;
-                    let flags = Flags {
-                        plain,
-                        bare: plain && odd == 0,
-                    };
+                    let flags = Flags::split(not_plain == 0, odd == 0);
                     let split = commas[..n].iter().map(|&c| c - start as u32);
                     let at_batch = base + start - copied;
                     batch.push_split(line, at_batch, at_batch + stop - start, split, flags);
@@ -689,12 +695,7 @@ impl<R: Read> RecordReader<R> {
                     } else {
                         self.ends[nends - 1]
                     };
-                    let bytes = &self.out[..self.record_len];
-                    // Quoted fields may hold commas and quotes: never bare.
-                    self.flags = Flags {
-                        plain: bytes.is_ascii() && memchr::memchr(0, bytes).is_none(),
-                        bare: false,
-                    };
+                    self.flags = Flags::unquoted(&self.out[..self.record_len]);
                     return Ok(if too_long {
                         Next::TooLong { line: start_line }
                     } else if too_many {
@@ -894,7 +895,7 @@ impl Records {
         });
     }
 
-    /// Adds the line at the start of `line` if all its quotes are simple: each quoted field opens right after a
+    /// Adds the line at the start of `text` if all its quotes are simple: each quoted field opens right after a
     /// comma (or at the line's start) and closes right before a comma or the line end, with no quote, carriage
     /// return or line feed inside. Its fields are stored unquoted, back to back, as the full parser would
     /// store them. Returns the bytes the line takes with its end; for any other line (or one not wholly
@@ -919,7 +920,6 @@ impl Records {
             self.ends.truncate(first_field);
             return None;
         };
-        let bytes = &self.bytes[start..];
         self.entries.push(Entry {
             line,
             outcome: Outcome::Read,
@@ -928,11 +928,8 @@ impl Records {
             first_field: first_field as u32,
             fields: (self.ends.len() - first_field) as u32,
             gap: 0,
-            // As the full parser has it: quoted fields may hold commas and quotes, so never bare.
-            flags: Flags {
-                plain: bytes.is_ascii() && memchr::memchr(0, bytes).is_none(),
-                bare: false,
-            },
+            // As the full parser has it.
+            flags: Flags::unquoted(&self.bytes[start..]),
         });
         Some(used)
     }
@@ -1150,13 +1147,7 @@ mod tests {
                     *b = (i as u8).wrapping_mul(37).wrapping_add(value) ^ 0x55;
                 }
                 block[at] = value;
-                let mut want = Masks {
-                    commas: 0,
-                    stops: 0,
-                    high: 0,
-                    nul: 0,
-                    odd: 0,
-                };
+                let mut want = Masks::default();
                 for (k, &b) in block.iter().enumerate() {
                     let bit = |yes: bool| u64::from(yes) << k;
                     want.commas |= bit(b == b',');

@@ -36,8 +36,9 @@ pub struct Merge {
     kind: FileKind,
     mode: Option<Mode>,
     columns: &'static [Column],
-    targets: Vec<Target>,
-    /// Some column references the file itself (a parent, a user's agents).
+    /// Per spec position: the column's references are checked within this file (a parent, a user's agents).
+    within: Vec<bool>,
+    /// Some column references the file itself.
     self_refs: bool,
     /// Spec positions of the references a row's id is recorded with: an org's or session's parent, a
     /// class's school.
@@ -62,15 +63,17 @@ impl Merge {
     pub fn new(
         kind: FileKind,
         mode: Option<Mode>,
-        targets: Vec<Target>,
+        targets: &[Target],
         idx: &mut Indexes,
         size: Option<u64>,
     ) -> Merge {
         let columns = kind.columns();
-        let self_refs = columns
+        let within: Vec<bool> = columns
             .iter()
-            .zip(&targets)
-            .any(|(c, t)| matches!(t, Target::Check(_)) && target_of(c) == kind);
+            .zip(targets)
+            .map(|(c, t)| matches!(t, Target::Check(_)) && target_of(c) == kind)
+            .collect();
+        let self_refs = within.contains(&true);
         let ids = if kind.is_referenced() {
             Ids::Own(idx.take(kind))
         } else {
@@ -80,7 +83,7 @@ impl Merge {
             kind,
             mode,
             columns,
-            targets,
+            within,
             self_refs,
             parent: kind.try_position("parentSourcedId"),
             school: kind.try_position("schoolSourcedId"),
@@ -149,9 +152,7 @@ impl Merge {
                     .get(row.refs.0 as usize..row.refs.1 as usize)
                     .unwrap_or(&[]);
                 for item in refs {
-                    let pos = item.pos as usize;
-                    let within = target_of(&self.columns[pos]) == self.kind
-                        && matches!(self.targets[pos], Target::Check(_));
+                    let within = self.within.get(usize::from(item.pos)) == Some(&true);
                     if !within || self.knows(&item.fp) {
                         continue;
                     }

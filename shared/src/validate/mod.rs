@@ -371,7 +371,7 @@ fn check_file(
         ids_readable,
         idx,
     );
-    let mut merge = Merge::new(kind, mode, targets.clone(), idx, bundle_size);
+    let mut merge = Merge::new(kind, mode, &targets, idx, bundle_size);
     let plan = Plan {
         kind,
         mode,

@@ -92,12 +92,15 @@ impl<V: Copy + Default> IdTable<V> {
         self.get(fp).is_some()
     }
 
-    /// Reads the slot where a search for `fp` starts, and nothing else: a loop of these has no branch on
-    /// what it loads, so the processor fetches many slots at once, and the real searches that follow find them
-    /// in cache. The answer means nothing; it only keeps the load from being optimized away.
-    pub fn touch(&self, fp: &Fp) -> u64 {
-        let mask = self.slots.len() - 1;
-        self.slots.get(fp.slot(mask)).map_or(0, |(key, _)| key.0)
+    /// Asks the processor to bring the slot where a search for `fp` starts into cache, and goes on without
+    /// waiting: a search made a little later finds it there. (Without SSE this does nothing.)
+    pub fn prefetch(&self, fp: &Fp) {
+        #[cfg(target_arch = "x86_64")]
+        if let Some(slot) = self.slots.get(fp.slot(self.slots.len() - 1)) {
+            safe_arch::prefetch_t0(slot);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = fp;
     }
 
     /// Adds an id unless it is there already; then returns the value it has.

@@ -4,8 +4,10 @@
 //! the link pass that runs next on the same worker.
 
 use super::header::HeaderMap;
+use super::linkpass::Target;
+use super::state::Indexes;
 use crate::csvread::{Flags, RecordView};
-use crate::fields::{self, Problem};
+use crate::fields::{self, Problem, Vocabulary};
 use crate::finding::{Code, Finding};
 use crate::index::Fp;
 use crate::spec::{Column, ColumnType, FileKind, Mode, STATUS_VALUES};
@@ -107,17 +109,23 @@ enum Check {
     Year,
     Bool,
     Float,
-    Enum(&'static [&'static str]),
+    /// A vocabulary: the index of its [`Vocabulary`] in the field pass.
+    Enum(u8),
     UserIds,
     TextList,
-    EnumList(&'static [&'static str]),
+    EnumList(u8),
     Grades,
     Ref,
     RefList,
 }
 
 impl Check {
-    fn of(pos: usize, ty: ColumnType) -> Check {
+    /// The check of column `pos`, of type `ty`; a vocabulary is prepared and added to `vocabularies`.
+    fn of(pos: usize, ty: ColumnType, vocabularies: &mut Vec<Vocabulary>) -> Check {
+        let mut prepare = |allowed| {
+            vocabularies.push(Vocabulary::new(allowed));
+            (vocabularies.len() - 1) as u8
+        };
         match ty {
             ColumnType::Guid => Check::Id,
             ColumnType::Status => Check::Status,
@@ -128,10 +136,10 @@ impl Check {
             ColumnType::Year => Check::Year,
             ColumnType::Bool => Check::Bool,
             ColumnType::Float => Check::Float,
-            ColumnType::Enum(allowed) => Check::Enum(allowed),
+            ColumnType::Enum(allowed) => Check::Enum(prepare(allowed)),
             ColumnType::UserIds => Check::UserIds,
             ColumnType::TextList => Check::TextList,
-            ColumnType::EnumList(allowed) => Check::EnumList(allowed),
+            ColumnType::EnumList(allowed) => Check::EnumList(prepare(allowed)),
             ColumnType::Grades => Check::Grades,
             ColumnType::Ref(_) | ColumnType::SchoolRef => Check::Ref,
             ColumnType::RefList(_) => Check::RefList,
@@ -151,8 +159,14 @@ struct Step {
 }
 
 /// The field pass's state for one file.
-pub struct FieldPass {
+pub struct FieldPass<'i> {
     kind: FileKind,
+    /// The indexes of the files read before, which the link pass looks references up in.
+    idx: &'i Indexes,
+    /// Per spec position: the index the link pass looks the column's references up in.
+    look_in: [Option<FileKind>; MAX_COLUMNS],
+    /// The index a row's own id is looked up in (a demographics row's user).
+    id_look_in: Option<FileKind>,
     mode: Option<Mode>,
     columns: &'static [Column],
     header: HeaderMap,
@@ -166,6 +180,8 @@ pub struct FieldPass {
     vocab_pos: Option<usize>,
     /// The spec columns the file has, in spec order (`status` comes before the columns it excuses).
     steps: Vec<Step>,
+    /// The vocabularies of the file's columns, prepared for matching.
+    vocabularies: Vec<Vocabulary>,
     deleting: bool,
     facts: RowFacts,
     /// Where the current row starts in the batch's record data, and its bytes' address (to place list items).
@@ -176,13 +192,17 @@ pub struct FieldPass {
     batch: Batch,
 }
 
-impl FieldPass {
+impl<'i> FieldPass<'i> {
+    /// `targets` and `own_id` say how the link pass checks each column's references and a row's own id
+    /// against `idx`: the field pass starts fetching what those lookups need as soon as it knows the ids.
     pub fn new(
         kind: FileKind,
         mode: Option<Mode>,
         header: HeaderMap,
         max_field_bytes: usize,
-    ) -> FieldPass {
+        (targets, own_id): (&[Target], Target),
+        idx: &'i Indexes,
+    ) -> FieldPass<'i> {
         let at = |name| kind.try_position(name);
         let start = if kind == FileKind::Enrollments {
             at("beginDate")
@@ -190,6 +210,7 @@ impl FieldPass {
             at("startDate")
         };
         let columns = kind.columns();
+        let mut vocabularies = Vec::new();
         let steps = (0..columns.len())
             .filter_map(|pos| {
                 let fi = header.fields[pos]?;
@@ -206,7 +227,7 @@ impl FieldPass {
                     pos,
                     field: fi,
                     blank,
-                    check: Check::of(pos, columns[pos].ty),
+                    check: Check::of(pos, columns[pos].ty, &mut vocabularies),
                 })
             })
             .collect();
@@ -214,8 +235,13 @@ impl FieldPass {
             .filter(|&pos| matches!(columns[pos].ty, ColumnType::Date | ColumnType::TextList))
             .collect();
         FieldPass {
+            idx,
+            look_in: super::linkpass::lookups(kind, targets),
+            id_look_in: (kind == FileKind::Demographics && matches!(own_id, Target::Check(_)))
+                .then_some(FileKind::Users),
             numbered,
             steps,
+            vocabularies,
             vocab_pos: at("type").or_else(|| at("role")),
             kind,
             mode,
@@ -298,8 +324,9 @@ impl FieldPass {
             .filter(|_| self.flags.plain || memchr::memchr(0, bytes).is_none());
         // A row of valid text no longer than a field may be needs no check of its own per field.
         let fast = whole.is_some() && bytes.len() <= self.max_field_bytes;
-        for k in 0..self.steps.len() {
-            let step = self.steps[k];
+        // Taken out for the loop, so the checks below may borrow the pass mutably.
+        let steps = std::mem::take(&mut self.steps);
+        for &step in &steps {
             let (start, end) = rec.field_range(step.field);
             if start == end {
                 match step.blank {
@@ -332,6 +359,7 @@ impl FieldPass {
             };
             self.check_value(line, step, v, &mut report);
         }
+        self.steps = steps;
         self.check_dates(line, &mut report);
         self.check_subjects(line, &mut report);
         self.facts.deleting = self.deleting;
@@ -356,16 +384,21 @@ impl FieldPass {
     }
 
     /// Checks a reference's syntax and keeps it for the link pass.
+    #[inline]
     fn keep_reference(&mut self, line: u64, pos: usize, v: &str, list: bool, report: &mut Pending) {
         if let Some(p) = self.guid(v) {
             report.push(self.at(line, pos, p, v.as_bytes()));
             return;
         }
         let text = self.span(v);
+        let fp = Fp::of(v.as_bytes());
+        if let Some(target) = self.look_in[pos] {
+            self.idx.prefetch(target, &fp);
+        }
         self.batch.refs.push(RefItem {
             pos: pos as u8,
             list,
-            fp: Fp::of(v.as_bytes()),
+            fp,
             text,
         });
     }
@@ -436,7 +469,11 @@ impl FieldPass {
             Check::Id => match self.guid(v) {
                 Some(p) => push(self, report, p, raw),
                 None => {
-                    self.facts.id = Some(Fp::of(raw));
+                    let fp = Fp::of(raw);
+                    if let Some(target) = self.id_look_in {
+                        self.idx.prefetch(target, &fp);
+                    }
+                    self.facts.id = Some(fp);
                     self.facts.id_text = self.span(v);
                 }
             },
@@ -467,7 +504,7 @@ impl FieldPass {
                     push(self, report, p, raw);
                 }
             }
-            Check::Enum(allowed) => match fields::one_of(v, allowed) {
+            Check::Enum(vocabulary) => match self.vocabularies[vocabulary as usize].find(v) {
                 Ok(i) => {
                     if Some(pos) == self.vocab_pos {
                         self.facts.vocab = i;
@@ -487,13 +524,13 @@ impl FieldPass {
                     push(self, report, p, raw);
                 }
             }
-            Check::EnumList(allowed) => {
+            Check::EnumList(vocabulary) => {
                 let (items, problems) = fields::list_items(v);
                 for p in problems {
                     push(self, report, p, raw);
                 }
                 for item in items {
-                    if let Err(p) = fields::one_of(item, allowed) {
+                    if let Err(p) = self.vocabularies[vocabulary as usize].find(item) {
                         push(self, report, p, item.as_bytes());
                     }
                 }

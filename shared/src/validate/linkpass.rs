@@ -4,7 +4,7 @@
 //! course's school year, an enrollment's role and school. References within the file being read, and its own
 //! ids, are the merger's (see `merge`), which sees the rows in order.
 
-use super::fieldpass::{Batch, MAX_COLUMNS, RowFacts};
+use super::fieldpass::{Batch, MAX_COLUMNS, RefItem, RowFacts};
 use super::state::{Found, Indexes};
 use crate::finding::{Code, Finding, Severity};
 use crate::index::Fp;
@@ -75,6 +75,12 @@ pub fn text_at(data: &[u8], range: (u32, u32)) -> &str {
         .unwrap_or("")
 }
 
+/// The reference items of a row.
+fn refs_of<'b>(refs: &'b [RefItem], row: &RowFacts) -> &'b [RefItem] {
+    refs.get(row.refs.0 as usize..row.refs.1 as usize)
+        .unwrap_or(&[])
+}
+
 /// The file a reference column points into.
 pub fn target_of(column: &Column) -> FileKind {
     match column.ty {
@@ -114,6 +120,19 @@ pub fn missing_reference(
     .hint(hint)
 }
 
+/// Per spec position of `kind`: the index a column's references are looked up in by the link pass, when they
+/// are (references into the file being read are the merger's).
+pub fn lookups(kind: FileKind, targets: &[Target]) -> [Option<FileKind>; MAX_COLUMNS] {
+    let mut look_in = [None; MAX_COLUMNS];
+    for (pos, column) in kind.columns().iter().enumerate().take(MAX_COLUMNS) {
+        let target = target_of(column);
+        if matches!(targets.get(pos), Some(Target::Check(_))) && target != kind {
+            look_in[pos] = Some(target);
+        }
+    }
+    look_in
+}
+
 /// One worker's link pass state for one file.
 pub struct LinkPass {
     cols: Cols,
@@ -139,8 +158,6 @@ pub struct LinkPass {
     found: [Option<Found>; MAX_COLUMNS],
     /// The current row's [`RowFacts::vocab`].
     vocab: u8,
-    /// Positions set by the current row.
-    touched: Vec<usize>,
     /// What each reference of the current batch found (kept to reuse its allocation).
     founds: Vec<Option<Found>>,
     users_of_demographics: Vec<Option<Found>>,
@@ -152,15 +169,12 @@ impl LinkPass {
     pub fn new(kind: FileKind, targets: Vec<Target>, demographics_user: Target) -> LinkPass {
         let columns = kind.columns();
         let mut points_to = [kind; MAX_COLUMNS];
-        let mut look_in = [None; MAX_COLUMNS];
         let mut school = [false; MAX_COLUMNS];
         for (pos, column) in columns.iter().enumerate().take(MAX_COLUMNS) {
             points_to[pos] = target_of(column);
-            if matches!(targets.get(pos), Some(Target::Check(_))) && points_to[pos] != kind {
-                look_in[pos] = Some(points_to[pos]);
-            }
             school[pos] = column.ty == ColumnType::SchoolRef;
         }
+        let look_in = lookups(kind, &targets);
         LinkPass {
             points_to,
             look_in,
@@ -174,7 +188,6 @@ impl LinkPass {
             fps: [None; MAX_COLUMNS],
             found: [None; MAX_COLUMNS],
             vocab: u8::MAX,
-            touched: Vec::with_capacity(MAX_COLUMNS),
             founds: Vec::new(),
             users_of_demographics: Vec::new(),
             ordered: Vec::new(),
@@ -203,16 +216,8 @@ impl LinkPass {
             findings,
         } = batch;
         // Look every reference of the batch up in one tight loop first: the lookups are independent, so the
-        // processor overlaps their cache misses instead of waiting for each in turn.
-        // Before that, one pass that only reads the slots where those lookups start: with no branch on what
-        // it loads, many fetches from memory are under way at once.
-        let mut touched = 0u64;
-        for item in refs.iter() {
-            if let Some(target) = self.look_in[item.pos as usize] {
-                touched ^= idx.touch(target, &item.fp);
-            }
-        }
-        std::hint::black_box(touched);
+        // processor overlaps their cache misses instead of waiting for each in turn. (The field pass started
+        // fetching the slots they read.)
         let mut founds = std::mem::take(&mut self.founds);
         founds.clear();
         founds.extend(refs.iter().map(|item| {
@@ -230,27 +235,29 @@ impl LinkPass {
         let mut out = std::mem::take(&mut self.ordered);
         out.clear();
         let mut field_findings = findings.0.drain(..);
+        let mut previous: &[RefItem] = &[];
         for (r, row) in rows.iter_mut().enumerate() {
             let f0 = out.len() as u32;
-            out.extend(
-                field_findings
-                    .by_ref()
-                    .take((row.findings.1 - row.findings.0) as usize),
-            );
-            // Clear only what the previous row set: cheaper than wiping the arrays row after row.
-            for pos in self.touched.drain(..) {
-                self.fps[pos] = None;
-                self.found[pos] = None;
+            if row.findings.1 > row.findings.0 {
+                out.extend(
+                    field_findings
+                        .by_ref()
+                        .take((row.findings.1 - row.findings.0) as usize),
+                );
             }
+            // Clear only what the previous row set: cheaper than wiping the arrays row after row. (Position 0
+            // is a demographics row's own user.)
+            for item in previous {
+                self.fps[item.pos as usize] = None;
+                self.found[item.pos as usize] = None;
+            }
+            self.found[0] = None;
             self.vocab = row.vocab;
-            for (i, item) in refs
-                .iter()
-                .enumerate()
-                .take(row.refs.1 as usize)
-                .skip(row.refs.0 as usize)
-            {
+            let (first, mine) = (row.refs.0 as usize, refs_of(refs, row));
+            previous = mine;
+            for (i, item) in mine.iter().enumerate() {
+                let i = first + i;
                 let pos = item.pos as usize;
-                self.touched.push(pos);
                 if !item.list {
                     self.fps[pos] = Some(item.fp);
                 }
@@ -269,7 +276,7 @@ impl LinkPass {
                     &mut out,
                 );
                 if self.school[pos] {
-                    self.check_school(row.line, pos, text_at(data, item.text), &mut out);
+                    self.check_school(row.line, pos, item.text, data, &mut out);
                 }
             }
             let user = users.get(r).copied().flatten();
@@ -285,6 +292,7 @@ impl LinkPass {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[inline]
     fn resolve(
         &mut self,
         line: u64,
@@ -316,10 +324,7 @@ impl LinkPass {
                 }
             }
             Target::Check(severity) => match found {
-                Some(found) => {
-                    self.found[pos] = Some(found);
-                    self.touched.push(pos);
-                }
+                Some(found) => self.found[pos] = Some(found),
                 None => out.push(missing_reference(
                     self.kind,
                     &self.columns[pos],
@@ -332,7 +337,14 @@ impl LinkPass {
         }
     }
 
-    fn check_school(&self, line: u64, pos: usize, v: &str, out: &mut Vec<Finding>) {
+    fn check_school(
+        &self,
+        line: u64,
+        pos: usize,
+        text: (u32, u32),
+        data: &[u8],
+        out: &mut Vec<Finding>,
+    ) {
         let Some(Found::Typed(kind)) = self.found[pos] else {
             return;
         };
@@ -342,6 +354,7 @@ impl LinkPass {
         if org_type == "school" {
             return;
         }
+        let v = text_at(data, text);
         out.push(
             Finding::error(
                 Code::RefNotSchool,

@@ -16,6 +16,9 @@ use std::collections::HashSet;
 /// sender writes) is only a hint, so beyond this the index grows with the rows actually read.
 const MOST_ROWS_RESERVED: u64 = 4_000_000;
 
+/// Rows ahead of the one being merged whose id slot is fetched: far enough that the fetch is done by then.
+const PREFETCH_AHEAD: usize = 16;
+
 /// A reference within the file that did not resolve yet (it may be defined further down).
 struct Deferred {
     fp: Fp,
@@ -119,17 +122,15 @@ impl Merge {
     /// Takes the next batch in row order (`data` is its record data). Its findings are moved into the report.
     pub fn batch(&mut self, data: &[u8], batch: &mut Batch, report: &mut ReportBuilder) {
         self.size_index(data, batch);
-        if let Ids::Own(own) = &self.ids {
-            // Bring the slots the batch's ids go to into cache, many at once (see `IdTable::touch`).
-            let touched = batch
-                .rows
-                .iter()
-                .filter_map(|row| row.id.as_ref())
-                .fold(0, |acc, fp| acc ^ own.touch(fp));
-            std::hint::black_box(touched);
-        }
         let mut findings = batch.findings.0.drain(..);
-        for row in &batch.rows {
+        for (r, row) in batch.rows.iter().enumerate() {
+            // Start fetching the slot an id a few rows on goes to, so it is in cache when that row comes.
+            if let (Ids::Own(own), Some(ahead)) = (
+                &self.ids,
+                batch.rows.get(r + PREFETCH_AHEAD).and_then(|row| row.id),
+            ) {
+                own.prefetch(&ahead);
+            }
             for f in findings
                 .by_ref()
                 .take((row.findings.1 - row.findings.0) as usize)
@@ -178,8 +179,9 @@ impl Merge {
             match &mut self.ids {
                 Ids::Dups(dups) => dups.push(fp, line),
                 Ids::Own(own) => {
-                    let id = text_at(data, row.id_text);
+                    let id = || text_at(data, row.id_text);
                     if let Some(first) = own.insert(fp, line, attributes, id) {
+                        let id = id();
                         report.push(
                             Finding::error(
                                 Code::IdDuplicate,

@@ -472,6 +472,8 @@ fn check_rows<R: std::io::Read + Send>(
                         plan.mode,
                         plan.header.clone(),
                         plan.limits.max_field_bytes,
+                        (&plan.targets, plan.demographics_user),
+                        idx,
                     );
                     let mut link =
                         LinkPass::new(plan.kind, plan.targets.clone(), plan.demographics_user);
@@ -554,8 +556,9 @@ fn take_spare<T>(pool: &Mutex<Vec<T>>) -> Option<T> {
 fn check_batch(field: &mut FieldPass, plan: &Plan, records: &Records) {
     let file = plan.kind.file_name();
     let (max_columns, max_record_bytes) = (plan.limits.max_columns, plan.limits.max_record_bytes);
-    // One UTF-8 check for the whole batch: nearly always it passes, and rows need none of their own.
-    let text = std::str::from_utf8(records.data()).ok();
+    // One UTF-8 check for the whole batch (with the processor's vector instructions): nearly always it passes,
+    // and rows need none of their own.
+    let text = simdutf8::basic::from_utf8(records.data()).ok();
     for i in 0..records.len() {
         let Some((line, outcome, view)) = records.get(i) else {
             continue;

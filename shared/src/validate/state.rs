@@ -90,14 +90,14 @@ impl Indexes {
         }
     }
 
-    /// Reads the slot where [`Indexes::lookup`] starts for an id, to bring it into cache (see
-    /// [`IdTable::touch`]). Small indexes stay in cache anyway and are not touched.
-    pub fn touch(&self, kind: FileKind, fp: &Fp) -> u64 {
+    /// Starts bringing the slot where [`Indexes::lookup`] starts for an id into cache, without waiting (see
+    /// [`IdTable::prefetch`]). Small indexes stay in cache anyway.
+    pub fn prefetch(&self, kind: FileKind, fp: &Fp) {
         match kind {
-            FileKind::Orgs | FileKind::AcademicSessions => 0,
-            FileKind::Users => self.users.touch(fp),
-            FileKind::Classes => self.classes.touch(fp),
-            other => self.others[other as usize].touch(fp),
+            FileKind::Orgs | FileKind::AcademicSessions => {}
+            FileKind::Users => self.users.prefetch(fp),
+            FileKind::Classes => self.classes.prefetch(fp),
+            other => self.others[other as usize].prefetch(fp),
         }
     }
 
@@ -139,13 +139,13 @@ impl Own {
         }
     }
 
-    /// Reads the slot where [`Own::insert`] starts for an id, to bring it into cache (see [`IdTable::touch`]).
-    pub fn touch(&self, fp: &Fp) -> u64 {
+    /// Starts bringing the slot where [`Own::insert`] starts for an id into cache (see [`IdTable::prefetch`]).
+    pub fn prefetch(&self, fp: &Fp) {
         match self {
-            Own::Nodes(_) => 0,
-            Own::Users(m) => m.touch(fp),
-            Own::Classes(m) => m.touch(fp),
-            Own::Lines(m) => m.touch(fp),
+            Own::Nodes(_) => {}
+            Own::Users(m) => m.prefetch(fp),
+            Own::Classes(m) => m.prefetch(fp),
+            Own::Lines(m) => m.prefetch(fp),
         }
     }
 
@@ -158,9 +158,15 @@ impl Own {
         }
     }
 
-    /// Records a row's id (`id` is its text, kept for orgs and sessions). Returns the line the id was first
+    /// Records a row's id (`id` gives its text, kept for orgs and sessions). Returns the line the id was first
     /// used on when it is a duplicate.
-    pub fn insert(&mut self, fp: Fp, line: u32, attributes: Attributes, id: &str) -> Option<u32> {
+    pub fn insert<'t>(
+        &mut self,
+        fp: Fp,
+        line: u32,
+        attributes: Attributes,
+        id: impl FnOnce() -> &'t str,
+    ) -> Option<u32> {
         use std::collections::hash_map::Entry;
         fn put<V>(
             map: &mut FpMap<V>,
@@ -189,7 +195,7 @@ impl Own {
                         line,
                         kind,
                         parent,
-                        id: id.into(),
+                        id: id().into(),
                     },
                     |n| n.line,
                 )

@@ -384,7 +384,7 @@ impl<'i> FieldPass<'i> {
     }
 
     /// Checks a reference's syntax and keeps it for the link pass.
-    #[inline]
+    #[inline(always)]
     fn keep_reference(&mut self, line: u64, pos: usize, v: &str, list: bool, report: &mut Pending) {
         if let Some(p) = self.guid(v) {
             report.push(self.at(line, pos, p, v.as_bytes()));

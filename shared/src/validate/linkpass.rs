@@ -292,7 +292,7 @@ impl LinkPass {
     }
 
     #[allow(clippy::too_many_arguments)]
-    #[inline]
+    #[inline(always)]
     fn resolve(
         &mut self,
         line: u64,

@@ -16,6 +16,7 @@ impl Fp {
         self.1
     }
 
+    #[inline]
     pub fn of(id: &[u8]) -> Fp {
         let h = xxhash_rust::xxh3::xxh3_128(id);
         // All zeros marks an empty slot in an [`IdTable`]; no id gets it (the odds were 2^-128 anyway).
@@ -73,6 +74,7 @@ impl<V: Copy + Default> IdTable<V> {
         self.len == 0
     }
 
+    #[inline]
     pub fn get(&self, fp: &Fp) -> Option<&V> {
         let mask = self.slots.len() - 1;
         let mut i = fp.slot(mask);

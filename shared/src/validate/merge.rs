@@ -30,8 +30,8 @@ struct Deferred {
 enum Ids {
     /// A file others reference: its index, taken out of [`Indexes`] while the file is read.
     Own(Own),
-    /// A file nothing references: ids kept only to find duplicates.
-    Dups(DupCheck),
+    /// A file nothing references: only duplicates matter, and the workers keep its ids for finding them.
+    Dups,
 }
 
 /// The merger's state for one file.
@@ -80,7 +80,7 @@ impl Merge {
         let ids = if kind.is_referenced() {
             Ids::Own(idx.take(kind))
         } else {
-            Ids::Dups(DupCheck::new())
+            Ids::Dups
         };
         Merge {
             kind,
@@ -113,14 +113,18 @@ impl Merge {
         // The record data leaves out the commas and line ends: about one byte a column.
         let per_row = data.len() as u64 / rows + self.columns.len() as u64;
         let expected = (bytes / per_row.max(1)).min(MOST_ROWS_RESERVED) as usize;
-        match &mut self.ids {
-            Ids::Own(own) => own.reserve(expected),
-            Ids::Dups(dups) => dups.reserve(expected),
+        if let Ids::Own(own) = &mut self.ids {
+            own.reserve(expected);
         }
     }
 
     /// Takes the next batch in row order (`data` is its record data). Its findings are moved into the report.
     pub fn batch(&mut self, data: &[u8], batch: &mut Batch, report: &mut ReportBuilder) {
+        // A file nothing references, and a batch without findings: nothing to do row by row.
+        if matches!(self.ids, Ids::Dups) && !self.self_refs && batch.findings.0.is_empty() {
+            self.rows += batch.rows.len() as u64;
+            return;
+        }
         self.size_index(data, batch);
         let mut findings = batch.findings.0.drain(..);
         for (r, row) in batch.rows.iter().enumerate() {
@@ -174,10 +178,10 @@ impl Merge {
             let Some(fp) = row.id else { continue };
             let attributes = match self.ids {
                 Ids::Own(_) => self.attributes(row, &batch.refs),
-                Ids::Dups(_) => Attributes::Plain,
+                Ids::Dups => Attributes::Plain,
             };
             match &mut self.ids {
-                Ids::Dups(dups) => dups.push(fp, line),
+                Ids::Dups => {}
                 Ids::Own(own) => {
                     let id = || text_at(data, row.id_text);
                     if let Some(first) = own.insert(fp, line, attributes, id) {
@@ -226,19 +230,16 @@ impl Merge {
     fn knows(&self, fp: &Fp) -> bool {
         match &self.ids {
             Ids::Own(own) => own.contains(fp),
-            Ids::Dups(_) => false,
+            Ids::Dups => false,
         }
     }
 
-    /// Repeated ids of a file nothing references, as (line, line of first use), in line order. Their text was
-    /// not kept; the caller reads those lines again to name them.
-    pub fn duplicates(&mut self) -> Vec<(u32, u32)> {
-        match std::mem::replace(&mut self.ids, Ids::Dups(DupCheck::new())) {
-            Ids::Dups(dups) => dups.duplicates(),
-            own => {
-                self.ids = own;
-                Vec::new()
-            }
+    /// Repeated ids of a file nothing references, as (line, line of first use), in line order, from the ids
+    /// the workers kept. Their text was not kept; the caller reads those lines again to name them.
+    pub fn duplicates(&self, kept: Vec<DupCheck>) -> Vec<(u32, u32)> {
+        match self.ids {
+            Ids::Dups => DupCheck::duplicates(kept),
+            Ids::Own(_) => Vec::new(),
         }
     }
 

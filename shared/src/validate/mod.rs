@@ -19,7 +19,7 @@ use fieldpass::{Batch, FieldPass};
 use header::HeaderMap;
 use linkpass::{LinkPass, Target};
 use merge::Merge;
-use state::Indexes;
+use state::{DupCheck, Indexes};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc::{SyncSender, channel, sync_channel};
@@ -380,9 +380,8 @@ fn check_file(
         demographics_user,
         limits,
     };
-    let outcome = check_rows(reader, &plan, idx, &mut merge, report, progress);
-    outcome.map_err(read_error)?;
-    let duplicates = merge.duplicates();
+    let kept = check_rows(reader, &plan, idx, &mut merge, report, progress).map_err(read_error)?;
+    let duplicates = merge.duplicates(kept);
     if !duplicates.is_empty() {
         report_duplicates(bundle, kind, id_field, &duplicates, limits, report)?;
     }
@@ -412,7 +411,8 @@ fn worker_count() -> usize {
 
 /// Reads the rows of a file on one thread, checks them in batches on every core, and merges the checked
 /// batches back in row order on this thread. The file's own index is the merger's; the workers only read the
-/// indexes of files read before, which no longer change.
+/// indexes of files read before, which no longer change. For a file nothing references, each worker keeps the
+/// ids of the rows it checked, to find duplicates at the end: those are returned.
 fn check_rows<R: std::io::Read + Send>(
     mut reader: RecordReader<R>,
     plan: &Plan,
@@ -420,7 +420,7 @@ fn check_rows<R: std::io::Read + Send>(
     merge: &mut Merge,
     report: &mut ReportBuilder,
     progress: &dyn Progress,
-) -> std::io::Result<()> {
+) -> std::io::Result<Vec<DupCheck>> {
     let workers = worker_count();
     let file = plan.kind.file_name();
     let in_flight = workers * BATCHES_PER_WORKER;
@@ -458,10 +458,11 @@ fn check_rows<R: std::io::Read + Send>(
                 }
                 Ok(())
             })?;
+        let mut checking = Vec::with_capacity(workers);
         for n in 0..workers {
             let work_rx = Arc::clone(&work_rx);
             let done_tx = done_tx.clone();
-            std::thread::Builder::new()
+            let worker = std::thread::Builder::new()
                 .name(format!("check {file} {n}"))
                 .spawn_scoped(scope, move || {
                     // A worker that panics (a bug) tells the merger, which stops rather than wait for its
@@ -477,22 +478,32 @@ fn check_rows<R: std::io::Read + Send>(
                     );
                     let mut link =
                         LinkPass::new(plan.kind, plan.targets.clone(), plan.demographics_user);
+                    let mut ids = (!plan.kind.is_referenced()).then(DupCheck::new);
                     loop {
                         // Batches are taken in sequence order, so a worker sees its own batches in row order.
                         let job = match work_rx.lock() {
                             Ok(rx) => rx.recv(),
-                            Err(_) => return,
+                            Err(_) => break,
                         };
-                        let Ok((seq, records)) = job else { return };
+                        let Ok((seq, records)) = job else { break };
                         check_batch(&mut field, plan, &records);
                         let mut batch =
                             field.take_batch(take_spare(spare_batches).unwrap_or_default());
                         link.batch(&mut batch, records.data(), idx);
+                        if let Some(ids) = &mut ids {
+                            for row in &batch.rows {
+                                if let Some(fp) = row.id {
+                                    ids.push(fp, u32::try_from(row.line).unwrap_or(u32::MAX));
+                                }
+                            }
+                        }
                         if done_tx.send(Checked::Done(seq, records, batch)).is_err() {
-                            return;
+                            break;
                         }
                     }
+                    ids
                 })?;
+            checking.push(worker);
         }
         drop(work_rx);
         drop(done_tx);
@@ -520,9 +531,17 @@ fn check_rows<R: std::io::Read + Send>(
         }
         // Stopping early (a worker failed): the reader finds no spare batch and ends.
         drop(spare_tx);
+        // Neither reading nor checking can panic on input; a panic there is a bug, so it is passed on rather
+        // than hidden.
+        let mut kept = Vec::new();
+        for worker in checking {
+            match worker.join() {
+                Ok(ids) => kept.extend(ids),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
         match reading.join() {
-            Ok(read) => read,
-            // Reading cannot panic on input; a panic there is a bug, so it is passed on rather than hidden.
+            Ok(read) => read.map(|()| kept),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })

@@ -80,6 +80,7 @@ impl Indexes {
     }
 
     /// Finds a record by id, with the attributes later checks need.
+    #[inline]
     pub fn lookup(&self, kind: FileKind, fp: &Fp) -> Option<Found> {
         match kind {
             FileKind::Orgs => self.orgs.get(fp).map(|n| Found::Typed(n.kind)),
@@ -226,7 +227,8 @@ const DUP_BUCKETS: usize = 256;
 /// The ids of a file that no other file references (enrollments, demographics, results, the resource links):
 /// only duplicates matter, so ids are appended to buckets as they come (sequential writes, no hashing) and each
 /// bucket is checked once at the end, in a table small enough to stay in cache. Cheaper than one large hash set
-/// for the ten million enrollments of a large district, and smaller.
+/// for the ten million enrollments of a large district, and smaller. Each worker thread keeps its own, for the
+/// rows it checked; [`DupCheck::duplicates`] takes them all.
 pub struct DupCheck {
     buckets: Vec<Vec<(Fp, u32)>>,
 }
@@ -238,43 +240,49 @@ impl DupCheck {
         }
     }
 
-    /// Makes room for `n` ids in all (with some slack, as ids do not spread evenly), if the memory is there.
-    pub fn reserve(&mut self, n: usize) {
-        let per_bucket = n / DUP_BUCKETS + n / (DUP_BUCKETS * 8);
-        for bucket in &mut self.buckets {
-            let _ = bucket.try_reserve_exact(per_bucket.saturating_sub(bucket.len()));
-        }
-    }
-
-    /// Adds an id; ids come in line order.
+    /// Adds the id of the row on `line`.
     pub fn push(&mut self, fp: Fp, line: u32) {
         let bucket = (fp.high() >> 56) as usize % DUP_BUCKETS;
         self.buckets[bucket].push((fp, line));
     }
 
-    /// Every repeated id as (line, line of its first use), in line order. The buckets are checked on two
-    /// threads: this runs at the end of a file, when the workers' cores are free.
-    pub fn duplicates(self) -> Vec<(u32, u32)> {
-        fn scan(buckets: Vec<Vec<(Fp, u32)>>) -> Vec<(u32, u32)> {
-            use std::collections::hash_map::Entry;
+    /// Every repeated id among all of `checks` (one file's), as (line, line of its first use), in line order.
+    /// The buckets are checked on two threads: this runs at the end of a file, when the workers' cores are
+    /// free.
+    pub fn duplicates(checks: Vec<DupCheck>) -> Vec<(u32, u32)> {
+        /// One bucket of every check at a time: its ids come from several threads, so not in line order.
+        fn scan(buckets: Vec<Vec<Vec<(Fp, u32)>>>) -> Vec<(u32, u32)> {
             let mut found = Vec::new();
             let mut first: FpMap<u32> = fp_map();
-            for bucket in buckets {
+            for parts in buckets {
+                let ids = || parts.iter().flatten();
+                let total = parts.iter().map(Vec::len).sum();
                 first.clear();
-                first.reserve(bucket.len());
-                // Within a bucket ids are in line order, so the first one kept is the first use.
-                for (fp, line) in bucket {
-                    match first.entry(fp) {
-                        Entry::Occupied(e) => found.push((line, *e.get())),
-                        Entry::Vacant(e) => {
-                            e.insert(line);
-                        }
-                    }
+                first.reserve(total);
+                for &(fp, line) in ids() {
+                    first
+                        .entry(fp)
+                        .and_modify(|first| *first = (*first).min(line))
+                        .or_insert(line);
+                }
+                // Nearly always every id is new; otherwise a second pass names each repeat's first use.
+                if first.len() < total {
+                    found.extend(ids().filter_map(|(fp, line)| {
+                        first
+                            .get(fp)
+                            .filter(|first| *first != line)
+                            .map(|first| (*line, *first))
+                    }));
                 }
             }
             found
         }
-        let mut buckets = self.buckets;
+        let mut buckets: Vec<Vec<Vec<(Fp, u32)>>> = (0..DUP_BUCKETS).map(|_| Vec::new()).collect();
+        for check in checks {
+            for (parts, bucket) in buckets.iter_mut().zip(check.buckets) {
+                parts.push(bucket);
+            }
+        }
         let second_half = buckets.split_off(buckets.len() / 2);
         let mut found = std::thread::scope(|s| {
             let other = s.spawn(move || scan(second_half));

@@ -92,7 +92,7 @@ pub fn guid(v: &str) -> Option<Problem> {
 
 /// A value of at most 16 bytes as a number, read in a few loads whatever its length: with the length, it
 /// tells the value apart from every other one.
-fn short_key(b: &[u8]) -> Option<u128> {
+pub fn short_key(b: &[u8]) -> Option<u128> {
     let word = |at: usize| -> u64 {
         let mut w = [0; 8];
         w.copy_from_slice(&b[at..at + 8]);

@@ -167,6 +167,9 @@ pub struct FieldPass<'i> {
     look_in: [Option<FileKind>; MAX_COLUMNS],
     /// The index a row's own id is looked up in (a demographics row's user).
     id_look_in: Option<FileKind>,
+    /// Per spec position: the last short reference seen (its length and [`fields::short_key`]) and its
+    /// fingerprint.
+    last_ref: [(Option<(usize, u128)>, Fp); MAX_COLUMNS],
     mode: Option<Mode>,
     columns: &'static [Column],
     header: HeaderMap,
@@ -239,6 +242,7 @@ impl<'i> FieldPass<'i> {
             look_in: super::linkpass::lookups(kind, targets),
             id_look_in: (kind == FileKind::Demographics && matches!(own_id, Target::Check(_)))
                 .then_some(FileKind::Users),
+            last_ref: [(None, Fp::of(b"")); MAX_COLUMNS],
             numbered,
             steps,
             vocabularies,
@@ -391,10 +395,20 @@ impl<'i> FieldPass<'i> {
             return;
         }
         let text = self.span(v);
-        let fp = Fp::of(v.as_bytes());
-        if let Some(target) = self.look_in[pos] {
-            self.idx.prefetch(target, &fp);
-        }
+        // A reference often repeats the one above it (an enrollment's class and school): then its fingerprint
+        // is known, and its slot already fetched.
+        let key = fields::short_key(v.as_bytes()).map(|k| (v.len(), k));
+        let fp = match self.last_ref[pos] {
+            (Some(last), fp) if key == Some(last) => fp,
+            _ => {
+                let fp = Fp::of(v.as_bytes());
+                if let Some(target) = self.look_in[pos] {
+                    self.idx.prefetch(target, &fp);
+                }
+                self.last_ref[pos] = (key, fp);
+                fp
+            }
+        };
         self.batch.refs.push(RefItem {
             pos: pos as u8,
             list,

@@ -220,8 +220,20 @@ impl LinkPass {
         // fetching the slots they read.)
         let mut founds = std::mem::take(&mut self.founds);
         founds.clear();
+        // A reference that repeats the one before it in its column (an enrollment's class and school) finds
+        // what that one found.
+        let mut last: [Option<(Fp, Option<Found>)>; MAX_COLUMNS] = [None; MAX_COLUMNS];
         founds.extend(refs.iter().map(|item| {
-            self.look_in[item.pos as usize].and_then(|target| idx.lookup(target, &item.fp))
+            let pos = item.pos as usize;
+            let target = self.look_in[pos]?;
+            match last[pos] {
+                Some((fp, found)) if fp == item.fp => found,
+                _ => {
+                    let found = idx.lookup(target, &item.fp);
+                    last[pos] = Some((item.fp, found));
+                    found
+                }
+            }
         }));
         let mut users = std::mem::take(&mut self.users_of_demographics);
         users.clear();

@@ -138,16 +138,22 @@ impl Vocabulary {
 
     /// The same answer as [`one_of`], sooner for short values.
     pub fn find(&self, v: &str) -> Result<u8, Problem> {
-        let b = v.as_bytes();
-        if let Some(key) = short_key(b)
-            && let Some(i) = self
-                .keys
-                .iter()
-                .position(|&(len, k)| len == b.len() && k == Some(key))
-        {
-            return Ok(i as u8);
+        match self.index(v) {
+            Some(i) => Ok(i),
+            None => one_of(v, self.allowed),
         }
-        one_of(v, self.allowed)
+    }
+
+    /// The index of a short value written exactly as allowed; `None` for anything else (which [`one_of`]
+    /// decides).
+    #[inline]
+    pub fn index(&self, v: &str) -> Option<u8> {
+        let b = v.as_bytes();
+        let key = short_key(b)?;
+        self.keys
+            .iter()
+            .position(|&(len, k)| len == b.len() && k == Some(key))
+            .map(|i| i as u8)
     }
 }
 
@@ -320,15 +326,29 @@ pub fn grade(v: &str) -> Option<Problem> {
     ))
 }
 
+/// Printable ASCII other than a space: no byte of it is, or is part of, whitespace.
+fn unspaced(b: &[u8]) -> bool {
+    b.iter().all(|&c| c > b' ' && c < 0x7f)
+}
+
 /// The items of a comma-separated list, trimmed, with problems about the list itself (empty items, spaces).
 pub fn list_items(v: &str) -> (impl Iterator<Item = &str>, Vec<Problem>) {
+    let b = v.as_bytes();
+    // Nearly every list: nothing to trim and no empty item, so one pass over its bytes says it is fine.
+    let clean = !b.is_empty()
+        && unspaced(b)
+        && b.first() != Some(&b',')
+        && b.last() != Some(&b',')
+        && !b.windows(2).any(|w| w == b",,");
     let mut problems = Vec::new();
     let mut spaced = false;
     let mut empty = false;
-    for item in v.split(',') {
-        let trimmed = item.trim();
-        spaced |= trimmed.len() != item.len();
-        empty |= trimmed.is_empty();
+    if !clean {
+        for item in v.split(',') {
+            let trimmed = item.trim();
+            spaced |= trimmed.len() != item.len();
+            empty |= trimmed.is_empty();
+        }
     }
     if empty {
         problems.push(Problem::error(
@@ -353,6 +373,9 @@ pub fn list_items(v: &str) -> (impl Iterator<Item = &str>, Vec<Problem>) {
 
 /// A `userIds` value: `{type:identifier}` items separated by commas.
 pub fn user_ids(v: &str) -> Option<Problem> {
+    if unspaced(v.as_bytes()) && user_ids_unspaced(v.as_bytes()) {
+        return None;
+    }
     let mut rest = v.trim();
     loop {
         let ok = rest
@@ -380,6 +403,28 @@ pub fn user_ids(v: &str) -> Option<Problem> {
         "write each identifier as {type:identifier}, comma-separated, for example \"{LDAP:12},{ClassLink:345}\""
             .to_string(),
     ))
+}
+
+/// A `userIds` value without spaces is valid: `{type:identifier}` items, each part non-empty, joined by commas.
+fn user_ids_unspaced(mut rest: &[u8]) -> bool {
+    loop {
+        let Some(inner) = rest.strip_prefix(b"{") else {
+            return false;
+        };
+        let Some(close) = inner.iter().position(|&c| c == b'}') else {
+            return false;
+        };
+        let item = &inner[..close];
+        match item.iter().position(|&c| c == b':') {
+            Some(colon) if colon > 0 && colon + 1 < item.len() => {}
+            _ => return false,
+        }
+        match &inner[close + 1..] {
+            [] => return true,
+            [b',', next @ ..] => rest = next,
+            _ => return false,
+        }
+    }
 }
 
 /// Day number of a `YYYY-MM-DD` date (days since 0000-03-01), or `None` when it is not a real date.
@@ -514,8 +559,16 @@ mod tests {
                 if value.len() > 2 {
                     near.push(format!("{}x{}", &value[..1], &value[2..]));
                 }
-                for v in near.iter().map(String::as_str).chain(["", "x", "1234567890abcdefg"]) {
-                    assert_eq!(vocabulary.find(v), one_of(v, allowed), "{v:?} in {allowed:?}");
+                for v in near
+                    .iter()
+                    .map(String::as_str)
+                    .chain(["", "x", "1234567890abcdefg"])
+                {
+                    assert_eq!(
+                        vocabulary.find(v),
+                        one_of(v, allowed),
+                        "{v:?} in {allowed:?}"
+                    );
                 }
             }
         }
@@ -547,6 +600,30 @@ mod tests {
                 .unwrap()
                 .starts_with("did you mean KG?")
         );
+        // A clean list takes a faster path; it agrees with the general one.
+        for v in [
+            "a", "a,b", "a,b,c", "abc,de", "a,", ",a", "a,,b", ",", "", "a b", "é,a",
+        ] {
+            let (items, problems) = list_items(v);
+            let items: Vec<&str> = items.collect();
+            let expected: Vec<&str> = v
+                .split(',')
+                .map(str::trim)
+                .filter(|i| !i.is_empty())
+                .collect();
+            assert_eq!(items, expected, "{v:?}");
+            let codes: Vec<Code> = problems.iter().map(|p| p.code).collect();
+            let empty = v.split(',').any(|i| i.trim().is_empty());
+            let spaced = v.split(',').any(|i| i.trim().len() != i.len());
+            let mut want = Vec::new();
+            if empty {
+                want.push(Code::ListEmptyItem);
+            }
+            if spaced {
+                want.push(Code::ListSpaces);
+            }
+            assert_eq!(codes, want, "{v:?}");
+        }
         let (items, problems) = list_items("a, b,,c");
         assert_eq!(items.collect::<Vec<_>>(), ["a", "b", "c"]);
         let codes: Vec<_> = problems.iter().map(|p| p.code).collect();
@@ -564,6 +641,31 @@ mod tests {
         assert!(float("NaN").is_some());
         assert!(float("abc").is_some());
         assert_eq!(user_ids("{LDAP:12},{ClassLink:345}"), None);
+        // Values without spaces take a faster path; it agrees with the general one.
+        for v in [
+            "{a:b}",
+            "{a:b},{c:d}",
+            "{a:b:c}",
+            "{:b}",
+            "{a:}",
+            "{a}",
+            "{a:b}x",
+            "{a:b},",
+            ",{a:b}",
+            "{a:b}{c:d}",
+            "{a:b},,{c:d}",
+            "{{a:b}",
+            "{a:b}}",
+            "",
+            "{",
+            "}",
+            "{a:b},{c",
+            "{a:{b}",
+            "{a:b},{c:d},{e:f}",
+        ] {
+            let general = user_ids(&format!(" {v}"));
+            assert_eq!(user_ids(v).is_some(), general.is_some(), "{v:?}");
+        }
         assert_eq!(user_ids("{LDAP:12}"), None);
         assert!(user_ids("LDAP:12").is_some());
         assert!(user_ids("{LDAP}").is_some());

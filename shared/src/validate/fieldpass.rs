@@ -509,6 +509,9 @@ impl<'i> FieldPass<'i> {
                 }
             }
             Check::Bool => {
+                if v == "true" || v == "false" {
+                    return;
+                }
                 if let (_, Some(p)) = fields::boolean(v) {
                     push(self, report, p, raw);
                 }
@@ -518,14 +521,18 @@ impl<'i> FieldPass<'i> {
                     push(self, report, p, raw);
                 }
             }
-            Check::Enum(vocabulary) => match self.vocabularies[vocabulary as usize].find(v) {
-                Ok(i) => {
-                    if Some(pos) == self.vocab_pos {
-                        self.facts.vocab = i;
+            Check::Enum(vocabulary) => {
+                let vocabulary = &self.vocabularies[vocabulary as usize];
+                // The exact match inline; anything else gets the full answer (and its finding).
+                match vocabulary.index(v).map_or_else(|| vocabulary.find(v), Ok) {
+                    Ok(i) => {
+                        if Some(pos) == self.vocab_pos {
+                            self.facts.vocab = i;
+                        }
                     }
+                    Err(p) => push(self, report, p, raw),
                 }
-                Err(p) => push(self, report, p, raw),
-            },
+            }
             Check::UserIds => {
                 if let Some(p) = fields::user_ids(v) {
                     push(self, report, p, raw);

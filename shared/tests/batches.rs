@@ -64,6 +64,13 @@ fn findings_across_many_batches_come_out_in_row_order() {
         &enrollments,
         &format!("{first_enrollment},,,cls-nowhere,sch-0001,stu-0000001,student,false,,"),
     );
+    // A row from the middle repeated twice at the end: both repeats point at the middle.
+    let middle_id = field(&line(&enrollments, middle + 1), 0);
+    let copied = line(&enrollments, 4);
+    let (_, rest) = copied.split_once(',').expect("a row");
+    for _ in 0..2 {
+        append(&enrollments, &format!("{middle_id},{rest}"));
+    }
     let user_rows = lines_in(&users);
     // A user whose agent is defined further down: no finding. One whose agent is nowhere: a finding.
     let first_user = line(&users, 2);
@@ -95,7 +102,21 @@ fn findings_across_many_batches_come_out_in_row_order() {
         vec![
             (Code::EnumInvalid, "enrollments.csv", 3),
             (Code::EnumCase, "enrollments.csv", middle as u64),
-            (Code::RefMissing, "enrollments.csv", enrollment_lines as u64),
+            (
+                Code::RefMissing,
+                "enrollments.csv",
+                (enrollment_lines - 2) as u64
+            ),
+            (
+                Code::IdDuplicate,
+                "enrollments.csv",
+                (enrollment_lines - 2) as u64
+            ),
+            (
+                Code::IdDuplicate,
+                "enrollments.csv",
+                (enrollment_lines - 1) as u64
+            ),
             (
                 Code::IdDuplicate,
                 "enrollments.csv",
@@ -108,7 +129,7 @@ fn findings_across_many_batches_come_out_in_row_order() {
         first.findings
     );
     assert_eq!(
-        first.findings[5].message,
+        first.findings[7].message,
         format!(
             "the sourcedId {:?} is already used on line 2",
             field(&first_user, 0)
@@ -118,7 +139,16 @@ fn findings_across_many_batches_come_out_in_row_order() {
         first.findings[3].message,
         format!("the sourcedId \"{first_enrollment}\" is already used on line 2")
     );
-    assert_eq!(first.counts.errors, 6);
+    for repeat in &first.findings[4..6] {
+        assert_eq!(
+            repeat.message,
+            format!(
+                "the sourcedId \"{middle_id}\" is already used on line {}",
+                middle + 1
+            )
+        );
+    }
+    assert_eq!(first.counts.errors, 8);
     assert_eq!(
         first.files["enrollments.csv"].rows,
         (enrollment_lines - 1) as u64

@@ -509,10 +509,11 @@ impl<'i> FieldPass<'i> {
                 }
             }
             Check::Bool => {
-                if v == "true" || v == "false" {
-                    return;
-                }
-                if let (_, Some(p)) = fields::boolean(v) {
+                // The two right values inline; anything else gets the full answer.
+                if v != "true"
+                    && v != "false"
+                    && let (_, Some(p)) = fields::boolean(v)
+                {
                     push(self, report, p, raw);
                 }
             }

@@ -1,7 +1,9 @@
 //! The merger of one file's checked batches, on the validating thread. Workers finish batches out of order;
 //! the merger takes them in row order, moves their findings into the report, records each row's id in the
 //! file's own index (reporting duplicates), resolves references within the file, and at the end runs the checks
-//! that need the whole file: references to records further down, parent cycles, an empty file.
+//! that need the whole file: references to records further down, parent cycles, an empty file. The ids of a
+//! file nothing references are the workers' to keep (only their duplicates matter, found at the end), so for
+//! such a file a batch without findings needs nothing here.
 
 use super::fieldpass::{Batch, RefItem, RowFacts};
 use super::linkpass::{Target, missing_reference, target_of, text_at};

@@ -191,3 +191,45 @@ fn a_missing_file_is_reported_once_however_many_batches_need_it() {
         .collect();
     assert_eq!(absent, vec![("enrollments.csv", 2, "classSourcedId")]);
 }
+
+#[test]
+fn nothing_a_row_found_carries_over_to_the_first_row_of_a_later_batch() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let opts = GenOptions {
+        users: 3_000,
+        ..GenOptions::default()
+    };
+    generate(&opts, dir.path(), OutputFormat::Folder).expect("generate");
+    let enrollments = dir.path().join("enrollments.csv");
+    let rows = lines_in(&enrollments) - 1;
+    // Batches hold 4,096 rows, so these are the first rows of every batch after the first. Each names a
+    // class and a user that do not exist, with the role of a teacher: what the row before found (a class's
+    // school, a student's role) must not be compared with it.
+    let starts: Vec<usize> = (1..).map(|k| 2 + 4096 * k).take_while(|&l| l <= rows + 1).collect();
+    assert!(starts.len() >= 3, "enough batches: {rows} rows");
+    for &at in &starts {
+        edit_line(&enrollments, at, |row| {
+            let mut fields: Vec<String> = row.split(',').map(str::to_string).collect();
+            fields[3] = "cls-nowhere".into();
+            fields[5] = "usr-nowhere".into();
+            fields[6] = "teacher".into();
+            fields.join(",")
+        });
+    }
+    let report = validate_path(dir.path(), &Limits::default(), &NoProgress).expect("readable");
+    let got: Vec<(Code, u64, &str)> = report
+        .findings
+        .iter()
+        .map(|f| (f.code, f.line.unwrap_or(0), f.column.as_deref().unwrap_or("")))
+        .collect();
+    let want: Vec<(Code, u64, &str)> = starts
+        .iter()
+        .flat_map(|&at| {
+            [
+                (Code::RefMissing, at as u64, "classSourcedId"),
+                (Code::RefMissing, at as u64, "userSourcedId"),
+            ]
+        })
+        .collect();
+    assert_eq!(got, want, "{:#?}", report.findings);
+}

@@ -3,6 +3,7 @@
 //! `dateLastModified`, date order). It leaves compact facts per row (id, references, vocabulary values) for
 //! the link pass that runs next on the same worker.
 
+use super::Plan;
 use super::header::HeaderMap;
 use super::linkpass::Target;
 use super::state::Indexes;
@@ -167,9 +168,9 @@ pub struct FieldPass<'i> {
     look_in: [Option<FileKind>; MAX_COLUMNS],
     /// The index a row's own id is looked up in (a demographics row's user).
     id_look_in: Option<FileKind>,
-    /// Per spec position: the last short reference seen (its length and [`fields::short_key`]) and its
-    /// fingerprint.
-    last_ref: [(Option<(usize, u128)>, Fp); MAX_COLUMNS],
+    /// Per spec position: the last reference of at most 16 bytes seen (its length and [`fields::short_key`])
+    /// and its fingerprint.
+    last_ref: [Option<(usize, u128, Fp)>; MAX_COLUMNS],
     mode: Option<Mode>,
     columns: &'static [Column],
     header: HeaderMap,
@@ -196,16 +197,11 @@ pub struct FieldPass<'i> {
 }
 
 impl<'i> FieldPass<'i> {
-    /// `targets` and `own_id` say how the link pass checks each column's references and a row's own id
-    /// against `idx`: the field pass starts fetching what those lookups need as soon as it knows the ids.
-    pub fn new(
-        kind: FileKind,
-        mode: Option<Mode>,
-        header: HeaderMap,
-        max_field_bytes: usize,
-        (targets, own_id): (&[Target], Target),
-        idx: &'i Indexes,
-    ) -> FieldPass<'i> {
+    /// The field pass of the file `plan` checks. `idx` holds the files read before: the field pass starts
+    /// fetching what the link pass will look up in it as soon as it knows the ids.
+    pub fn new(plan: &Plan, idx: &'i Indexes) -> FieldPass<'i> {
+        let (kind, mode, header) = (plan.kind, plan.mode, plan.header.clone());
+        let max_field_bytes = plan.limits.max_field_bytes;
         let at = |name| kind.try_position(name);
         let start = if kind == FileKind::Enrollments {
             at("beginDate")
@@ -239,10 +235,11 @@ impl<'i> FieldPass<'i> {
             .collect();
         FieldPass {
             idx,
-            look_in: super::linkpass::lookups(kind, targets),
-            id_look_in: (kind == FileKind::Demographics && matches!(own_id, Target::Check(_)))
-                .then_some(FileKind::Users),
-            last_ref: [(None, Fp::of(b"")); MAX_COLUMNS],
+            look_in: super::linkpass::lookups(kind, &plan.targets),
+            id_look_in: (kind == FileKind::Demographics
+                && matches!(plan.demographics_user, Target::Check(_)))
+            .then_some(FileKind::Users),
+            last_ref: [None; MAX_COLUMNS],
             numbered,
             steps,
             vocabularies,
@@ -397,15 +394,15 @@ impl<'i> FieldPass<'i> {
         let text = self.span(v);
         // A reference often repeats the one above it (an enrollment's class and school): then its fingerprint
         // is known, and its slot already fetched.
-        let key = fields::short_key(v.as_bytes()).map(|k| (v.len(), k));
-        let fp = match self.last_ref[pos] {
-            (Some(last), fp) if key == Some(last) => fp,
+        let key = fields::short_key(v.as_bytes());
+        let fp = match (self.last_ref[pos], key) {
+            (Some((len, last, fp)), Some(key)) if len == v.len() && last == key => fp,
             _ => {
                 let fp = Fp::of(v.as_bytes());
                 if let Some(target) = self.look_in[pos] {
                     self.idx.prefetch(target, &fp);
                 }
-                self.last_ref[pos] = (key, fp);
+                self.last_ref[pos] = key.map(|key| (v.len(), key, fp));
                 fp
             }
         };
@@ -522,18 +519,14 @@ impl<'i> FieldPass<'i> {
                     push(self, report, p, raw);
                 }
             }
-            Check::Enum(vocabulary) => {
-                let vocabulary = &self.vocabularies[vocabulary as usize];
-                // The exact match inline; anything else gets the full answer (and its finding).
-                match vocabulary.index(v).map_or_else(|| vocabulary.find(v), Ok) {
-                    Ok(i) => {
-                        if Some(pos) == self.vocab_pos {
-                            self.facts.vocab = i;
-                        }
+            Check::Enum(vocabulary) => match self.vocabularies[vocabulary as usize].find(v) {
+                Ok(i) => {
+                    if Some(pos) == self.vocab_pos {
+                        self.facts.vocab = i;
                     }
-                    Err(p) => push(self, report, p, raw),
                 }
-            }
+                Err(p) => push(self, report, p, raw),
+            },
             Check::UserIds => {
                 if let Some(p) = fields::user_ids(v) {
                     push(self, report, p, raw);

@@ -76,7 +76,7 @@ pub fn text_at(data: &[u8], range: (u32, u32)) -> &str {
 }
 
 /// The reference items of a row.
-fn refs_of<'b>(refs: &'b [RefItem], row: &RowFacts) -> &'b [RefItem] {
+pub fn refs_of<'b>(refs: &'b [RefItem], row: &RowFacts) -> &'b [RefItem] {
     refs.get(row.refs.0 as usize..row.refs.1 as usize)
         .unwrap_or(&[])
 }
@@ -247,6 +247,10 @@ impl LinkPass {
         let mut out = std::mem::take(&mut self.ordered);
         out.clear();
         let mut field_findings = findings.0.drain(..);
+        // The row arrays start the batch empty; after that each row clears only what the row before it set
+        // (cheaper than wiping them row after row).
+        self.fps = [None; MAX_COLUMNS];
+        self.found = [None; MAX_COLUMNS];
         let mut previous: &[RefItem] = &[];
         for (r, row) in rows.iter_mut().enumerate() {
             let f0 = out.len() as u32;
@@ -257,18 +261,16 @@ impl LinkPass {
                         .take((row.findings.1 - row.findings.0) as usize),
                 );
             }
-            // Clear only what the previous row set: cheaper than wiping the arrays row after row. (Position 0
-            // is a demographics row's own user.)
+            // Position 0 is also a demographics row's own user, which is no reference item.
             for item in previous {
                 self.fps[item.pos as usize] = None;
                 self.found[item.pos as usize] = None;
             }
             self.found[0] = None;
             self.vocab = row.vocab;
-            let (first, mine) = (row.refs.0 as usize, refs_of(refs, row));
+            let mine = refs_of(refs, row);
             previous = mine;
-            for (i, item) in mine.iter().enumerate() {
-                let i = first + i;
+            for (item, i) in mine.iter().zip(row.refs.0 as usize..) {
                 let pos = item.pos as usize;
                 if !item.list {
                     self.fps[pos] = Some(item.fp);

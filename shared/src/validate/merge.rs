@@ -6,7 +6,7 @@
 //! such a file a batch without findings needs nothing here.
 
 use super::fieldpass::{Batch, RefItem, RowFacts};
-use super::linkpass::{Target, missing_reference, target_of, text_at};
+use super::linkpass::{Target, missing_reference, refs_of, target_of, text_at};
 use super::state::{Attributes, DupCheck, Indexes, Node, Own};
 use crate::finding::{Code, Finding, Severity};
 use crate::index::{Fp, FpMap, fp_map};
@@ -154,11 +154,7 @@ impl Merge {
             let line = u32::try_from(row.line).unwrap_or(u32::MAX);
             if self.self_refs && !row.deleting {
                 self.deferred_in_row.clear();
-                let refs = batch
-                    .refs
-                    .get(row.refs.0 as usize..row.refs.1 as usize)
-                    .unwrap_or(&[]);
-                for item in refs {
+                for item in refs_of(&batch.refs, row) {
                     let within = self.within.get(usize::from(item.pos)) == Some(&true);
                     if !within || self.knows(&item.fp) {
                         continue;
@@ -207,9 +203,7 @@ impl Merge {
 
     /// What a row's id is recorded with: the few attributes later files are checked against.
     fn attributes(&self, row: &RowFacts, refs: &[RefItem]) -> Attributes {
-        let refs = refs
-            .get(row.refs.0 as usize..row.refs.1 as usize)
-            .unwrap_or(&[]);
+        let refs = refs_of(refs, row);
         let single = |pos: Option<usize>| {
             let pos = pos?;
             refs.iter()

@@ -468,14 +468,7 @@ fn check_rows<R: std::io::Read + Send>(
                     // A worker that panics (a bug) tells the merger, which stops rather than wait for its
                     // batch; the panic is passed on when the threads are joined.
                     let _failed = OnPanic(&done_tx);
-                    let mut field = FieldPass::new(
-                        plan.kind,
-                        plan.mode,
-                        plan.header.clone(),
-                        plan.limits.max_field_bytes,
-                        (&plan.targets, plan.demographics_user),
-                        idx,
-                    );
+                    let mut field = FieldPass::new(plan, idx);
                     let mut link =
                         LinkPass::new(plan.kind, plan.targets.clone(), plan.demographics_user);
                     let mut ids = (!plan.kind.is_referenced()).then(DupCheck::new);

@@ -205,7 +205,10 @@ fn nothing_a_row_found_carries_over_to_the_first_row_of_a_later_batch() {
     // Batches hold 4,096 rows, so these are the first rows of every batch after the first. Each names a
     // class and a user that do not exist, with the role of a teacher: what the row before found (a class's
     // school, a student's role) must not be compared with it.
-    let starts: Vec<usize> = (1..).map(|k| 2 + 4096 * k).take_while(|&l| l <= rows + 1).collect();
+    let starts: Vec<usize> = (1..)
+        .map(|k| 2 + 4096 * k)
+        .take_while(|&l| l <= rows + 1)
+        .collect();
     assert!(starts.len() >= 3, "enough batches: {rows} rows");
     for &at in &starts {
         edit_line(&enrollments, at, |row| {
@@ -220,7 +223,13 @@ fn nothing_a_row_found_carries_over_to_the_first_row_of_a_later_batch() {
     let got: Vec<(Code, u64, &str)> = report
         .findings
         .iter()
-        .map(|f| (f.code, f.line.unwrap_or(0), f.column.as_deref().unwrap_or("")))
+        .map(|f| {
+            (
+                f.code,
+                f.line.unwrap_or(0),
+                f.column.as_deref().unwrap_or(""),
+            )
+        })
         .collect();
     let want: Vec<(Code, u64, &str)> = starts
         .iter()

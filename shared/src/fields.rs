@@ -144,7 +144,7 @@ impl Vocabulary {
     /// The index of a short value written exactly as allowed; `None` for anything else (which [`one_of`]
     /// decides).
     #[inline]
-    pub fn index(&self, v: &str) -> Option<u8> {
+    fn index(&self, v: &str) -> Option<u8> {
         let b = v.as_bytes();
         let key = short_key(b)?;
         self.keys
@@ -186,36 +186,43 @@ pub fn one_of(v: &str, allowed: &'static [&'static str]) -> Result<u8, Problem> 
 }
 
 /// `true` or `false`. `TRUE`/`FALSE` (what spreadsheets write) are read with a warning.
+#[inline]
 pub fn boolean(v: &str) -> (Option<bool>, Option<Problem>) {
+    // The two right values inline in the caller; anything else out of line.
     match v {
         "true" => (Some(true), None),
         "false" => (Some(false), None),
-        _ if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") => {
-            let right = v.to_ascii_lowercase();
-            let value = right == "true";
-            (
-                Some(value),
-                Some(Problem::warning(
-                    Code::BoolCase,
-                    format!(
-                        "{} was read as {right}; booleans are written true or false",
-                        q(v)
-                    ),
-                    format!(
-                        "did you mean {right}? save the file from a plain-text editor, not a spreadsheet"
-                    ),
-                )),
-            )
-        }
-        _ => (
+        _ => not_plain_boolean(v),
+    }
+}
+
+/// A value other than `true` and `false` in a boolean column.
+fn not_plain_boolean(v: &str) -> (Option<bool>, Option<Problem>) {
+    if !(v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false")) {
+        return (
             None,
             Some(Problem::error(
                 Code::BoolInvalid,
                 format!("{} is not a boolean", q(v)),
                 "write true or false".to_string(),
             )),
-        ),
+        );
     }
+    let right = v.to_ascii_lowercase();
+    let value = right == "true";
+    (
+        Some(value),
+        Some(Problem::warning(
+            Code::BoolCase,
+            format!(
+                "{} was read as {right}; booleans are written true or false",
+                q(v)
+            ),
+            format!(
+                "did you mean {right}? save the file from a plain-text editor, not a spreadsheet"
+            ),
+        )),
+    )
 }
 
 /// A calendar date `YYYY-MM-DD`; returns a day number that orders dates.

@@ -506,11 +506,7 @@ impl<'i> FieldPass<'i> {
                 }
             }
             Check::Bool => {
-                // The two right values inline; anything else gets the full answer.
-                if v != "true"
-                    && v != "false"
-                    && let (_, Some(p)) = fields::boolean(v)
-                {
+                if let (_, Some(p)) = fields::boolean(v) {
                     push(self, report, p, raw);
                 }
             }

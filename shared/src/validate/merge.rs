@@ -36,6 +36,39 @@ enum Ids {
     Dups,
 }
 
+/// What the ids of a file others reference are recorded with: the few attributes later files are checked
+/// against, from the row's vocabulary value and references.
+struct Recorded {
+    kind: FileKind,
+    /// Spec positions of the references an id is recorded with: an org's or session's parent, a class's
+    /// school.
+    parent: Option<usize>,
+    school: Option<usize>,
+}
+
+impl Recorded {
+    fn attributes(&self, row: &RowFacts, refs: &[RefItem]) -> Attributes {
+        let refs = refs_of(refs, row);
+        let single = |pos: Option<usize>| {
+            let pos = pos?;
+            refs.iter()
+                .find(|item| usize::from(item.pos) == pos && !item.list)
+                .map(|item| item.fp)
+        };
+        match self.kind {
+            FileKind::Orgs | FileKind::AcademicSessions => Attributes::Node {
+                kind: row.vocab,
+                parent: single(self.parent),
+            },
+            FileKind::Users => Attributes::User { role: row.vocab },
+            FileKind::Classes => Attributes::Class {
+                school: single(self.school),
+            },
+            _ => Attributes::Plain,
+        }
+    }
+}
+
 /// The merger's state for one file.
 pub struct Merge {
     kind: FileKind,
@@ -45,10 +78,7 @@ pub struct Merge {
     within: Vec<bool>,
     /// Some column references the file itself.
     self_refs: bool,
-    /// Spec positions of the references a row's id is recorded with: an org's or session's parent, a
-    /// class's school.
-    parent: Option<usize>,
-    school: Option<usize>,
+    recorded: Recorded,
     ids: Ids,
     deferred: Vec<Deferred>,
     /// The text of each deferred id, once.
@@ -90,8 +120,11 @@ impl Merge {
             columns,
             within,
             self_refs,
-            parent: kind.try_position("parentSourcedId"),
-            school: kind.try_position("schoolSourcedId"),
+            recorded: Recorded {
+                kind,
+                parent: kind.try_position("parentSourcedId"),
+                school: kind.try_position("schoolSourcedId"),
+            },
             ids,
             deferred: Vec::new(),
             deferred_text: fp_map(),
@@ -173,53 +206,26 @@ impl Merge {
                     }
                 }
             }
-            let Some(fp) = row.id else { continue };
-            let attributes = match self.ids {
-                Ids::Own(_) => self.attributes(row, &batch.refs),
-                Ids::Dups => Attributes::Plain,
+            // A file nothing references keeps no index here (its workers kept the ids).
+            let (Some(fp), Ids::Own(own)) = (row.id, &mut self.ids) else {
+                continue;
             };
-            match &mut self.ids {
-                Ids::Dups => {}
-                Ids::Own(own) => {
-                    let id = || text_at(data, row.id_text);
-                    if let Some(first) = own.insert(fp, line, attributes, id) {
-                        let id = id();
-                        report.push(
-                            Finding::error(
-                                Code::IdDuplicate,
-                                format!("the sourcedId {id:?} is already used on line {first}"),
-                            )
-                            .file(self.kind.file_name())
-                            .line(row.line)
-                            .column("sourcedId")
-                            .value(id.as_bytes())
-                            .hint("give every record in a file its own sourcedId"),
-                        );
-                    }
-                }
+            let attributes = self.recorded.attributes(row, &batch.refs);
+            let id = || text_at(data, row.id_text);
+            if let Some(first) = own.insert(fp, line, attributes, id) {
+                let id = id();
+                report.push(
+                    Finding::error(
+                        Code::IdDuplicate,
+                        format!("the sourcedId {id:?} is already used on line {first}"),
+                    )
+                    .file(self.kind.file_name())
+                    .line(row.line)
+                    .column("sourcedId")
+                    .value(id.as_bytes())
+                    .hint("give every record in a file its own sourcedId"),
+                );
             }
-        }
-    }
-
-    /// What a row's id is recorded with: the few attributes later files are checked against.
-    fn attributes(&self, row: &RowFacts, refs: &[RefItem]) -> Attributes {
-        let refs = refs_of(refs, row);
-        let single = |pos: Option<usize>| {
-            let pos = pos?;
-            refs.iter()
-                .find(|item| usize::from(item.pos) == pos && !item.list)
-                .map(|item| item.fp)
-        };
-        match self.kind {
-            FileKind::Orgs | FileKind::AcademicSessions => Attributes::Node {
-                kind: row.vocab,
-                parent: single(self.parent),
-            },
-            FileKind::Users => Attributes::User { role: row.vocab },
-            FileKind::Classes => Attributes::Class {
-                school: single(self.school),
-            },
-            _ => Attributes::Plain,
         }
     }
 

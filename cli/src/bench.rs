@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use rollcall::csvread::{RecordReader, Records};
+use rollcall::read::csvread::{RecordReader, Records};
 use rollcall::generate::{GenOptions, OutputFormat, generate};
 use rollcall::{Limits, NoProgress, validate_path};
 use std::path::{Path, PathBuf};

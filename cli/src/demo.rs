@@ -5,7 +5,7 @@
 use crate::roster::outcome_text;
 use anyhow::Context;
 use clap::Args;
-use rollcall::edit;
+use rollcall::apply::edit;
 use rollcall::generate::{GenOptions, OutputFormat, generate};
 use rollcall::model::{Entity, Tenant};
 use rollcall::store::sqlite::SqliteStore;

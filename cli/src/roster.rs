@@ -4,9 +4,9 @@ use crate::progress::Bar;
 use crate::{LimitArgs, ReportFormat, stdout_style};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use rollcall::edit;
+use rollcall::apply::edit;
 use rollcall::model::{Batch, Entity, Policy, Record, SourceKind, Tenant, Threshold};
-use rollcall::report::plural;
+use rollcall::validate::report::plural;
 use rollcall::store::sqlite::SqliteStore;
 use rollcall::store::{BatchStore, RecordRead, TenantStore};
 use rollcall::sync::{SyncOptions, SyncOutcome, SyncStatus, approve, reject, rollback, sync};
@@ -188,7 +188,7 @@ pub fn run_tenant(db: &DbArgs, command: &TenantCommand) -> anyhow::Result<ExitCo
                 "tenant {id} exists already; change it with `rollcall tenant set {id}`"
             );
             anyhow::ensure!(
-                rollcall::fields::guid(id).is_none(),
+                rollcall::validate::fields::guid(id).is_none(),
                 "a tenant id may not contain spaces, commas or quotes"
             );
             let mut t = Tenant::new(id);

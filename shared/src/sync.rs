@@ -3,12 +3,12 @@
 //! The same steps run locally (here, on the embedded store) and, later, as the AWS state machine's tasks.
 
 use crate::apply::Applier;
-use crate::input::{Bundle, InputError};
+use crate::read::bundle::{Bundle, InputError};
 use crate::limits::Limits;
 use crate::model::{Batch, BatchStatus, Counts, Entity, SourceKind, Tenant, now};
 use crate::plan::{Plan, PlanError, plan, walk};
 use crate::progress::Progress;
-use crate::report::Report;
+use crate::validate::report::Report;
 use crate::spec::{FileKind, Mode};
 use crate::store::{Store, StoreError, UndoItem};
 use serde::Serialize;

@@ -2,7 +2,7 @@
 //! out exactly as a single pass in row order would give them (duplicates across batches point at the first
 //! use, references to rows further down resolve, a missing file is reported once), and the same every run.
 
-use rollcall::finding::Code;
+use rollcall::validate::finding::Code;
 use rollcall::generate::{GenOptions, OutputFormat, generate};
 use rollcall::{Limits, NoProgress, validate_path};
 use std::fs;

@@ -2,7 +2,7 @@
 //! counts, inputs that are not bundles at all. Each must end in a clear finding or a clear `InputError`, never a
 //! panic and never unbounded memory.
 
-use rollcall::finding::Code;
+use rollcall::validate::finding::Code;
 use rollcall::{InputError, Limits, NoProgress, Report, validate_path};
 use std::fs;
 use std::io::Write;

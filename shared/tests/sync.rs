@@ -2,7 +2,7 @@
 //! semantics, filters, manual work under both policies, the guard, approval, rollback, duplicates and
 //! concurrency. Every test states exact counts and exact stored state.
 
-use rollcall::edit;
+use rollcall::apply::edit;
 use rollcall::model::{
     BatchStatus, Counts, Entity, Filters, Policy, Provenance, Tenant, Threshold,
 };

@@ -7,9 +7,9 @@ use super::Plan;
 use super::header::HeaderMap;
 use super::linkpass::Target;
 use super::state::Indexes;
-use crate::csvread::{Flags, RecordView};
-use crate::fields::{self, Problem, Vocabulary};
-use crate::finding::{Code, Finding};
+use crate::read::csvread::{Flags, RecordView};
+use crate::validate::fields::{self, Problem, Vocabulary};
+use crate::validate::finding::{Code, Finding};
 use crate::index::Fp;
 use crate::spec::{Column, ColumnType, FileKind, Mode, STATUS_VALUES};
 

@@ -6,7 +6,7 @@
 
 use super::fieldpass::{Batch, MAX_COLUMNS, RefItem, RowFacts};
 use super::state::{Found, Indexes};
-use crate::finding::{Code, Finding, Severity};
+use crate::validate::finding::{Code, Finding, Severity};
 use crate::index::Fp;
 use crate::spec::{
     Column, ColumnType, ENROLLMENT_ROLES, FileKind, ORG_TYPES, SESSION_TYPES, USER_ROLES,

@@ -8,9 +8,9 @@
 use super::fieldpass::{Batch, RefItem, RowFacts};
 use super::linkpass::{Target, missing_reference, refs_of, target_of, text_at};
 use super::state::{Attributes, DupCheck, Indexes, Node, Own};
-use crate::finding::{Code, Finding, Severity};
+use crate::validate::finding::{Code, Finding, Severity};
 use crate::index::{Fp, FpMap, fp_map};
-use crate::report::ReportBuilder;
+use crate::validate::report::ReportBuilder;
 use crate::spec::{Column, FileKind, Mode};
 use std::collections::HashSet;
 

@@ -2,18 +2,22 @@
 //! order (so every reference points at a file already indexed), streaming its rows through the checks.
 
 mod fieldpass;
+pub mod fields;
+pub mod finding;
 mod header;
 mod linkpass;
 mod merge;
+pub mod report;
 mod state;
+pub mod suggest;
 
-use crate::csvread::{Next, Outcome, RecordReader, Records};
-use crate::finding::{Code, Finding, Severity};
-use crate::input::{Bundle, InputError, Shape};
+use crate::read::csvread::{Next, Outcome, RecordReader, Records};
+use crate::validate::finding::{Code, Finding, Severity};
+use crate::read::bundle::{Bundle, InputError, Shape};
 use crate::limits::Limits;
-use crate::manifest::{self, Declared};
+use crate::read::manifest::{self, Declared};
 use crate::progress::Progress;
-use crate::report::{FileSummary, Report, ReportBuilder};
+use crate::validate::report::{FileSummary, Report, ReportBuilder};
 use crate::spec::{ColumnType, FileKind, Mode};
 use fieldpass::{Batch, FieldPass};
 use header::HeaderMap;
@@ -105,7 +109,7 @@ fn check_manifest(
         return Ok(modes);
     };
     let mut findings = Vec::new();
-    if bytes.len() >= crate::input::MANIFEST_LIMIT {
+    if bytes.len() >= crate::read::bundle::MANIFEST_LIMIT {
         findings.push(
             Finding::error(
                 Code::ManifestRow,
@@ -641,7 +645,7 @@ fn report_duplicates(
                 finding = finding.value(id);
                 format!(
                     "the sourcedId \"{}\" is already used on line {first}",
-                    crate::finding::shown_value(id)
+                    crate::validate::finding::shown_value(id)
                 )
             }
             None => format!("this sourcedId is already used on line {first}"),

@@ -1,7 +1,7 @@
 //! The validation report: every finding, exact counts, and what was read. Serialises to the stable JSON shape
 //! other tools read, and renders a short text form for people (grouped, counted, a few lines per code).
 
-use crate::finding::{Code, Finding, Severity};
+use crate::validate::finding::{Code, Finding, Severity};
 use crate::spec::{FileKind, Mode};
 use serde::Serialize;
 use std::collections::BTreeMap;

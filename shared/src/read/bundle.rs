@@ -2,7 +2,7 @@
 //! one top folder with a warning), refuses zip bombs and unsafe entry names, and hands out one file at a time
 //! as a byte stream that enforces the size limits while it is read.
 
-use crate::finding::{Code, Finding};
+use crate::validate::finding::{Code, Finding};
 use crate::limits::{Limits, RATIO_FLOOR_BYTES};
 use crate::spec::FileKind;
 use std::collections::BTreeMap;

@@ -2,9 +2,11 @@
 //! state it replaces (so the batch can be undone). Creates and updates go in walk order (parents first);
 //! archives are queued and written last, children first.
 
+pub mod edit;
+
 use crate::model::{Batch, Entity, Origin, Record, Tenant};
 use crate::plan::{Action, Plan, PlanError, Sink, created, merged};
-use crate::rows::Row;
+use crate::read::rows::Row;
 use crate::store::{Change, Store, Transaction};
 
 /// Writes decisions as they come; also counts them, so the applied counts are the ones actually written.

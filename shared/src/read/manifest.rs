@@ -2,7 +2,7 @@
 //! it is tiny and because the quirks worth a warning (quoted values, stray spaces, `1` for `1.0`) are only
 //! visible in the raw text.
 
-use crate::finding::{Code, Finding, shown_value};
+use crate::validate::finding::{Code, Finding, shown_value};
 use crate::spec::{FileKind, Mode};
 use std::collections::{BTreeMap, HashSet};
 
@@ -198,7 +198,7 @@ fn unknown_property(name: &str, line: u64) -> Finding {
         ]
         .map(String::from),
     );
-    let hint = match crate::suggest::closest(name, known.iter().map(String::as_str)) {
+    let hint = match crate::validate::suggest::closest(name, known.iter().map(String::as_str)) {
         Some(best) => format!("did you mean {best}? this row was ignored"),
         None => "this row was ignored; remove it".to_string(),
     };

@@ -2,7 +2,7 @@
 //! Each change is marked with who made it and when, so the next sync can respect it according to the tenant's
 //! policy.
 
-use crate::fields;
+use crate::validate::fields;
 use crate::model::{Entity, Origin, Provenance, Record, Tenant, now};
 use crate::spec::ColumnType;
 use crate::store::{Change, Store, StoreError};

@@ -5,11 +5,11 @@
 //! million records never has to be held in memory.
 
 use crate::index::{Fp, FpMap, fp_map};
-use crate::input::{Bundle, InputError};
+use crate::read::bundle::{Bundle, InputError};
 use crate::limits::Limits;
 use crate::model::{Counts, Entity, Origin, Policy, Provenance, Record, Tenant};
 use crate::progress::Progress;
-use crate::rows::{Row, for_each_row};
+use crate::read::rows::{Row, for_each_row};
 use crate::spec::Mode;
 use crate::store::{Store, StoreError};
 use std::collections::{BTreeMap, HashSet};
@@ -318,7 +318,7 @@ fn decide(
         Action::KeptManual { write: true }
     } else if record
         .manual_fields()
-        .filter(|f| !entity.product_fields().contains(f) && *f != crate::edit::STATUS_MARK)
+        .filter(|f| !entity.product_fields().contains(f) && *f != crate::apply::edit::STATUS_MARK)
         .any(|f| record.fields.get(f).map(String::as_str) != row.get(f))
     {
         Action::KeptManual { write: false }

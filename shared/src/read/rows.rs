@@ -2,8 +2,8 @@
 //! the validator uses; only the row at hand is held, and a row's values are copied out only for records that
 //! are written (an unchanged record is recognised by its hash, computed in place).
 
-use crate::csvread::{Next, RecordReader};
-use crate::input::{Bundle, InputError};
+use crate::read::csvread::{Next, RecordReader};
+use crate::read::bundle::{Bundle, InputError};
 use crate::limits::Limits;
 use crate::progress::Progress;
 use crate::spec::FileKind;

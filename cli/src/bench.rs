@@ -3,8 +3,8 @@
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use rollcall::read::csvread::{RecordReader, Records};
 use rollcall::generate::{GenOptions, OutputFormat, generate};
+use rollcall::read::csvread::{RecordReader, Records};
 use rollcall::{Limits, NoProgress, validate_path};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -92,9 +92,9 @@ fn variant(district: &Path, dir: &Path, replaced: &[(&str, String)]) -> anyhow::
 
 fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
     use rollcall::model::Tenant;
+    use rollcall::store::TenantStore;
     use rollcall::store::sqlite::SqliteStore;
-    use rollcall::store::{RecordRead, TenantStore};
-    use rollcall::sync::{SyncOptions, SyncStatus, sync};
+    use rollcall::sync::{SyncOptions, SyncStatus};
 
     let dir = district(users, data)?;
     let work = PathBuf::from(format!("target/bench/sync-{users}"));
@@ -102,9 +102,14 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&work)?;
     }
     std::fs::create_dir_all(&work)?;
-    let store = SqliteStore::open(&work.join("rollcall.db"))?;
+    let db = crate::roster::DbArgs {
+        db: work.join("rollcall.db"),
+    };
+    let store = SqliteStore::open(&db.db)?;
+    let blobs = db.blobs();
+    let local = crate::roster::local(&store, &blobs);
     store.put_tenant(&Tenant::new("bench"))?;
-    let opts = SyncOptions::new(work.join("bundles"));
+    let opts = SyncOptions::default();
 
     let manifest = std::fs::read_to_string(dir.join("manifest.csv"))?;
     let again = variant(
@@ -164,7 +169,7 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
         reset_peak_rss();
         let before = store.records_written();
         let started = Instant::now();
-        let outcome = sync(&store, "bench", bundle, &opts, &NoProgress)?;
+        let outcome = local.sync_path("bench", bundle, &opts, &NoProgress)?;
         let secs = started.elapsed().as_secs_f64();
         let written = store.records_written() - before;
         if label == "first sync" {

@@ -9,8 +9,8 @@ use rollcall::apply::edit;
 use rollcall::generate::{GenOptions, OutputFormat, generate};
 use rollcall::model::{Entity, Tenant};
 use rollcall::store::sqlite::SqliteStore;
-use rollcall::store::{BatchStore, RecordRead, TenantStore};
-use rollcall::sync::{SyncOptions, SyncOutcome, SyncStatus, reject, sync};
+use rollcall::store::{BatchStore, RecordRead, TenantStore, for_each_record};
+use rollcall::sync::{Local, SyncOptions, SyncOutcome, SyncStatus};
 use rollcall::{Limits, NoProgress, validate_path};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -35,8 +35,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         .clone()
         .unwrap_or_else(|| temp.path().to_path_buf());
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let store = SqliteStore::open(&root.join("rollcall.db"))?;
-    let opts = SyncOptions::new(root.join("bundles"));
+    let db = crate::roster::DbArgs {
+        db: root.join("rollcall.db"),
+    };
+    let store = SqliteStore::open(&db.db)?;
+    let blobs = db.blobs();
+    let local = crate::roster::local(&store, &blobs);
+    let opts = SyncOptions::default();
 
     step(
         1,
@@ -74,7 +79,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if store.get_tenant(TENANT)?.is_none() {
         store.put_tenant(&tenant)?;
     }
-    let first = synced(&store, &day1, &opts)?;
+    let first = synced(&local, &day1, &opts)?;
     expect(&first, SyncStatus::Applied)?;
 
     step(
@@ -105,7 +110,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         3,
         "Homeroom KG - Room of Wonders",
     )?;
-    let second = synced(&store, &day2, &opts)?;
+    let second = synced(&local, &day2, &opts)?;
     expect(&second, SyncStatus::Applied)?;
 
     step(
@@ -139,7 +144,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         3,
         "Homeroom KG - Sunflower Room",
     )?;
-    let third = synced(&store, &day3, &opts)?;
+    let third = synced(&local, &day3, &opts)?;
     expect(&third, SyncStatus::Applied)?;
     let kept = store
         .get_record(TENANT, Entity::Classes, &class)?
@@ -178,7 +183,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .map(|l| l.replace(",01,", ",1,"))
             .collect()
     })?;
-    let rejected = synced(&store, &spreadsheet, &opts)?;
+    let rejected = synced(&local, &spreadsheet, &opts)?;
     expect(&rejected, SyncStatus::Rejected)?;
 
     step(
@@ -187,18 +192,18 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let broken = copy_bundle(&day3, &root.join("broken"))?;
     keep_fraction(&broken, "enrollments.csv", 10)?;
-    let held = synced(&store, &broken, &opts)?;
+    let held = synced(&local, &broken, &opts)?;
     expect(&held, SyncStatus::Held)?;
     outln!(
         "   ops look at it and reject it: rollcall reject {}",
         held.batch
     );
-    reject(&store, &held.batch, &opts)?;
-    let active = store
-        .list_records(TENANT, Entity::Enrollments)?
-        .iter()
-        .filter(|r| r.active)
-        .count();
+    local.reject(&held.batch, &opts)?;
+    let mut active = 0;
+    for_each_record(&store, TENANT, Entity::Enrollments, None, None, |r| {
+        active += usize::from(r.active);
+        Ok::<_, rollcall::store::StoreError>(())
+    })?;
     outln!("   the roster still has {active} active enrollments.");
 
     step(7, "rollcall history --tenant maple");
@@ -221,8 +226,8 @@ fn step(n: u32, text: &str) {
     outln!("\n{n}. {text}");
 }
 
-fn synced(store: &SqliteStore, bundle: &Path, opts: &SyncOptions) -> anyhow::Result<SyncOutcome> {
-    let outcome = sync(store, TENANT, bundle, opts, &NoProgress)?;
+fn synced(local: &Local<'_>, bundle: &Path, opts: &SyncOptions) -> anyhow::Result<SyncOutcome> {
+    let outcome = local.sync_path(TENANT, bundle, opts, &NoProgress)?;
     for line in outcome_text(&outcome).lines() {
         outln!("   {line}");
     }

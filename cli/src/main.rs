@@ -17,6 +17,7 @@ macro_rules! outln {
     };
 }
 
+mod advice;
 mod bench;
 mod demo;
 mod progress;
@@ -35,8 +36,9 @@ use std::process::ExitCode;
     name = "rollcall",
     version,
     about = "Check, plan and keep OneRoster 1.1 rosters",
-    long_about = "rollcall checks OneRoster 1.1 roster bundles from school districts and (in later releases) keeps \
-                  each district's roster current.\n\nStart with: rollcall validate roster.zip"
+    long_about = "rollcall checks OneRoster 1.1 roster bundles from school districts and keeps each district's \
+                  roster current: it validates a bundle, plans what it changes, holds exports that look broken \
+                  for approval, and applies the rest with provenance and undo.\n\nStart with: rollcall validate roster.zip"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -232,7 +234,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            match advice::advice(&err) {
+                Some(next) => eprintln!("error: {err:#}; {next}"),
+                None => eprintln!("error: {err:#}"),
+            }
             ExitCode::from(2)
         }
     }
@@ -260,7 +265,11 @@ fn run_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let report = match validate_path(&args.path, &args.limits.limits(), progress) {
         Ok(report) => report,
         Err(err) => {
-            eprintln!("error: {err}");
+            let err = anyhow::Error::from(err);
+            match advice::advice(&err) {
+                Some(next) => eprintln!("error: {err}; {next}"),
+                None => eprintln!("error: {err}"),
+            }
             return Ok(ExitCode::from(2));
         }
     };

@@ -1,18 +1,23 @@
 //! The roster commands: tenants, sync, approval, rollback, manual edits and reading, on the embedded store.
+//! The library does the work; here the arguments are read, the lease is waited for (saying for whom), and
+//! the outcome is printed.
 
 use crate::progress::Bar;
 use crate::{LimitArgs, ReportFormat, stdout_style};
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use rollcall::apply::edit;
-use rollcall::model::{Batch, Entity, Policy, Record, SourceKind, Tenant, Threshold};
-use rollcall::validate::report::plural;
+use rollcall::blob::local::LocalBlobs;
+use rollcall::model::{Batch, Entity, Policy, Record, SourceKind, Tenant, Threshold, iso_time};
 use rollcall::store::sqlite::SqliteStore;
-use rollcall::store::{BatchStore, RecordRead, TenantStore};
-use rollcall::sync::{SyncOptions, SyncOutcome, SyncStatus, approve, reject, rollback, sync};
+use rollcall::store::{BatchStore, RecordRead, StoreError, TenantStore, for_each_record};
+use rollcall::sync::lease::{Holder, LocalLiveness, describe_holder, unlock};
+use rollcall::sync::{Local, SyncError, SyncOptions, SyncOutcome, SyncStatus};
+use rollcall::validate::report::plural;
 use rollcall::{NoProgress, Progress};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 /// Where the roster database is.
 #[derive(Args, Clone)]
@@ -28,13 +33,65 @@ pub struct DbArgs {
 }
 
 impl DbArgs {
+    /// The database, created if it is not there yet (for commands that write).
     pub fn open(&self) -> anyhow::Result<SqliteStore> {
         Ok(SqliteStore::open(&self.db)?)
     }
 
-    /// Kept bundles live beside the database.
-    pub fn keep_dir(&self) -> PathBuf {
-        self.db.parent().unwrap_or(Path::new(".")).join("bundles")
+    /// The database for reading only: nothing is created at a mistyped path, and a database this user may
+    /// read but not write can still be read.
+    pub fn open_read(&self) -> anyhow::Result<SqliteStore> {
+        Ok(SqliteStore::open_read_only(&self.db)?)
+    }
+
+    /// Staged plans and kept bundles live in a folder beside the database, named after it.
+    pub fn blobs(&self) -> LocalBlobs {
+        LocalBlobs::new(&self.db.with_extension("blobs"))
+    }
+}
+
+/// This process's view of a local run: the store, its blobs, and this process as the lease holder.
+pub fn local<'a>(store: &'a SqliteStore, blobs: &'a LocalBlobs) -> Local<'a> {
+    Local {
+        store,
+        blobs,
+        holder: Holder::this_process(),
+        liveness: &LocalLiveness,
+    }
+}
+
+/// Runs `work` until it gets the tenant's lease, waiting up to `wait` while another run holds it (and saying
+/// so once, on standard error).
+pub fn waiting<T>(
+    wait: Duration,
+    mut work: impl FnMut() -> Result<T, SyncError>,
+) -> anyhow::Result<T> {
+    let started = Instant::now();
+    let mut said = false;
+    loop {
+        let busy = match work() {
+            Err(SyncError::Leased { tenant, lease }) => format!(
+                "tenant {tenant} is busy: {} is running a {} (since {})",
+                describe_holder(&lease.holder),
+                lease.purpose,
+                iso_time(lease.acquired_at)
+            ),
+            Err(SyncError::Store(StoreError::Busy { doing })) => {
+                format!("the roster database is busy with another run's writes (while {doing})")
+            }
+            other => return Ok(other?),
+        };
+        if started.elapsed() >= wait {
+            anyhow::bail!(
+                "{busy}, and it did not finish within {}s; try again when it is done (if that run is gone, `rollcall tenant unlock` clears its lease)",
+                wait.as_secs()
+            );
+        }
+        if !said {
+            eprintln!("waiting up to {}s: {busy}", wait.as_secs());
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -177,10 +234,19 @@ pub enum TenantCommand {
     /// List tenants with their settings.
     #[command(after_help = "Example:\n  rollcall tenant list")]
     List,
+    /// Clear a tenant's lease left by a run that died (refused while its holder is alive).
+    #[command(after_help = "Example:\n  rollcall tenant unlock maple")]
+    Unlock {
+        /// The tenant whose lease to clear.
+        id: String,
+    },
 }
 
 pub fn run_tenant(db: &DbArgs, command: &TenantCommand) -> anyhow::Result<ExitCode> {
-    let store = db.open()?;
+    let store = match command {
+        TenantCommand::List => db.open_read()?,
+        _ => db.open()?,
+    };
     match command {
         TenantCommand::Add { id, settings } => {
             anyhow::ensure!(
@@ -203,6 +269,26 @@ pub fn run_tenant(db: &DbArgs, command: &TenantCommand) -> anyhow::Result<ExitCo
             settings.apply(&mut t)?;
             store.put_tenant(&t)?;
             outln!("updated tenant {}", describe_tenant(&t));
+        }
+        TenantCommand::Unlock { id } => {
+            store.get_tenant(id)?.with_context(|| {
+                format!("there is no tenant {id:?}; add it with `rollcall tenant add {id}`")
+            })?;
+            match unlock(&store, id, &LocalLiveness)? {
+                Ok(None) => outln!("tenant {id} has no lease; nothing to clear"),
+                Ok(Some((lease, why))) => outln!(
+                    "cleared tenant {id}'s lease, held by {} for a {} since {}: {why}",
+                    describe_holder(&lease.holder),
+                    lease.purpose,
+                    iso_time(lease.acquired_at)
+                ),
+                Err(lease) => anyhow::bail!(
+                    "tenant {id}'s lease is held by {}, which is alive and running a {} (since {}); it was not cleared",
+                    describe_holder(&lease.holder),
+                    lease.purpose,
+                    iso_time(lease.acquired_at)
+                ),
+            }
         }
         TenantCommand::List => {
             let tenants = store.list_tenants()?;
@@ -262,6 +348,9 @@ pub struct SyncArgs {
     /// Plan and report what would change; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// With --dry-run: write the plan into this folder (plan.json, and its changes as JSON Lines) to read.
+    #[arg(long, value_name = "DIR", requires = "dry_run")]
+    plan_out: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
@@ -277,10 +366,13 @@ pub struct SyncArgs {
 
 pub fn run_sync(db: &DbArgs, args: &SyncArgs) -> anyhow::Result<ExitCode> {
     let store = db.open()?;
-    let mut opts = SyncOptions::new(db.keep_dir());
-    opts.dry_run = args.dry_run;
-    opts.limits = args.limits.limits();
-    opts.wait = std::time::Duration::from_secs(args.wait);
+    let blobs = db.blobs();
+    let mut opts = SyncOptions {
+        dry_run: args.dry_run,
+        limits: args.limits.limits(),
+        plan_out: args.plan_out.clone(),
+        ..SyncOptions::default()
+    };
     opts.source = match args.source {
         SourceArg::Sftp => SourceKind::Sftp,
         SourceArg::Api => SourceKind::Api,
@@ -293,8 +385,24 @@ pub fn run_sync(db: &DbArgs, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         Some(bar) => bar,
         None => &NoProgress,
     };
-    let outcome = sync(&store, &args.tenant, &args.path, &opts, progress)?;
+    let local = local(&store, &blobs);
+    let outcome = waiting(Duration::from_secs(args.wait), || {
+        local.sync_path(&args.tenant, &args.path, &opts, progress)
+    })?;
     print_outcome(&outcome, args.format);
+    if outcome.status == SyncStatus::Rejected && outcome.report.as_ref().is_some_and(|r| r.valid) {
+        // A valid bundle refused: it came by the path the tenant does not take.
+        eprintln!(
+            "hint: `rollcall tenant set {} --source sftp|api` changes where the tenant's bundles come from",
+            args.tenant
+        );
+    }
+    if let Some(dir) = &args.plan_out {
+        eprintln!(
+            "the plan is in {} (plan.json, and the changes under chunks/)",
+            dir.display()
+        );
+    }
     Ok(exit_for(outcome.status))
 }
 
@@ -321,10 +429,13 @@ pub fn print_outcome(outcome: &SyncOutcome, format: ReportFormat) {
 pub fn outcome_text(outcome: &SyncOutcome) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
+    for note in &outcome.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     if let (SyncStatus::Rejected, Some(report)) = (outcome.status, &outcome.report) {
         out.push_str(&report.render_text(stdout_style(), 3));
     }
-    if !outcome.counts.is_empty() {
+    if !outcome.counts.is_empty() && outcome.status != SyncStatus::AlreadyApplied {
         let _ = writeln!(
             out,
             "{:<18} {:>9} {:>9} {:>9} {:>9} {:>10} {:>12} {:>13}",
@@ -378,6 +489,13 @@ pub fn outcome_text(outcome: &SyncOutcome) -> String {
     for reason in &outcome.held_reasons {
         let _ = writeln!(out, "{label}: {reason}");
     }
+    if outcome.moved > 0 {
+        let _ = writeln!(
+            out,
+            "{} changed after they were planned (by hand, most likely) and were merged again under the tenant's policy; the counts say where they landed",
+            plural(outcome.moved, "record")
+        );
+    }
     let next = match outcome.status {
         SyncStatus::Applied => format!("applied ({} written)", plural(outcome.writes, "record")),
         SyncStatus::Planned => "planned (dry run: nothing changed)".to_string(),
@@ -410,18 +528,29 @@ pub struct BatchArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
+    /// Seconds to wait for another run of the same tenant to finish.
+    #[arg(long, default_value_t = 600)]
+    wait: u64,
 }
 
 pub fn run_approve(db: &DbArgs, args: &BatchArgs) -> anyhow::Result<ExitCode> {
     let store = db.open()?;
-    let outcome = approve(&store, &args.batch, &SyncOptions::new(db.keep_dir()))?;
+    let blobs = db.blobs();
+    let local = local(&store, &blobs);
+    let outcome = waiting(Duration::from_secs(args.wait), || {
+        local.approve(&args.batch, &SyncOptions::default())
+    })?;
     print_outcome(&outcome, args.format);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_reject(db: &DbArgs, args: &BatchArgs) -> anyhow::Result<ExitCode> {
     let store = db.open()?;
-    let batch = reject(&store, &args.batch, &SyncOptions::new(db.keep_dir()))?;
+    let blobs = db.blobs();
+    let local = local(&store, &blobs);
+    let batch = waiting(Duration::from_secs(args.wait), || {
+        local.reject(&args.batch, &SyncOptions::default())
+    })?;
     outln!("batch {} rejected: nothing from it was applied", batch.id);
     Ok(ExitCode::SUCCESS)
 }
@@ -433,16 +562,18 @@ pub struct RollbackArgs {
     /// Restore this batch's prior states even where later batches or manual edits changed the same records.
     #[arg(long)]
     force: bool,
+    /// Seconds to wait for another run of the same tenant to finish.
+    #[arg(long, default_value_t = 600)]
+    wait: u64,
 }
 
 pub fn run_rollback(db: &DbArgs, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
     let store = db.open()?;
-    let batch = rollback(
-        &store,
-        &args.batch,
-        args.force,
-        &SyncOptions::new(db.keep_dir()),
-    )?;
+    let blobs = db.blobs();
+    let local = local(&store, &blobs);
+    let batch = waiting(Duration::from_secs(args.wait), || {
+        local.rollback(&args.batch, args.force, &SyncOptions::default())
+    })?;
     outln!(
         "batch {} rolled back: every record it changed is as it was before",
         batch.id
@@ -527,6 +658,12 @@ pub struct ShowArgs {
     sourced_id: Option<String>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
+    /// Show at most this many records.
+    #[arg(long, value_name = "N", conflicts_with = "sourced_id")]
+    limit: Option<usize>,
+    /// Start after this sourcedId (records come in sourcedId order): the last one shown, for the next page.
+    #[arg(long, value_name = "SOURCED_ID", conflicts_with = "sourced_id")]
+    after: Option<String>,
 }
 
 fn record_line(r: &Record) -> String {
@@ -561,7 +698,7 @@ fn record_detail(r: &Record) -> String {
         let source = match r.provenance.get(field) {
             Some(rollcall::model::Provenance::Sis { batch }) => format!("sis, batch {batch}"),
             Some(rollcall::model::Provenance::Manual { by, at }) => {
-                format!("manual, by {by} at {at}")
+                format!("manual, by {by} at {}", iso_time(*at))
             }
             None => "unknown".to_string(),
         };
@@ -575,17 +712,41 @@ fn record_detail(r: &Record) -> String {
 }
 
 pub fn run_show(db: &DbArgs, args: &ShowArgs) -> anyhow::Result<ExitCode> {
-    let store = db.open()?;
+    let store = db.open_read()?;
     let e = entity(&args.entity)?;
-    let records = match &args.sourced_id {
-        Some(id) => vec![
-            store
-                .get_record(&args.tenant, e, id)?
-                .with_context(|| format!("tenant {} has no {e} record {id:?}", args.tenant))?,
-        ],
-        None => store.list_records(&args.tenant, e)?,
-    };
-    print_records(&records, args.format, args.sourced_id.is_some());
+    if let Some(id) = &args.sourced_id {
+        let record = store
+            .get_record(&args.tenant, e, id)?
+            .with_context(|| format!("tenant {} has no {e} record {id:?}", args.tenant))?;
+        print_records(std::slice::from_ref(&record), args.format, true);
+        return Ok(ExitCode::SUCCESS);
+    }
+    // Streamed a page at a time: an entity of millions of records is never held whole.
+    let mut first = true;
+    if args.format == ReportFormat::Json {
+        out!("[");
+    }
+    for_each_record(
+        &store,
+        &args.tenant,
+        e,
+        args.after.as_deref(),
+        args.limit,
+        |r: &Record| -> anyhow::Result<()> {
+            match args.format {
+                ReportFormat::Json => {
+                    let json = serde_json::to_string_pretty(r)?;
+                    out!("{}\n{}", if first { "" } else { "," }, json);
+                }
+                ReportFormat::Text => outln!("{}", record_line(r)),
+            }
+            first = false;
+            Ok(())
+        },
+    )?;
+    if args.format == ReportFormat::Json {
+        outln!("{}]", if first { "" } else { "\n" });
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -622,7 +783,7 @@ pub struct FindArgs {
 }
 
 pub fn run_find(db: &DbArgs, args: &FindArgs) -> anyhow::Result<ExitCode> {
-    let store = db.open()?;
+    let store = db.open_read()?;
     let found = match (&args.username, &args.user_id) {
         (Some(u), _) => store.find_by_username(&args.tenant, u)?,
         (None, Some(id)) => {
@@ -671,10 +832,10 @@ fn batch_line(b: &Batch) -> String {
         "changes planned"
     };
     format!(
-        "{} {:<12} received {} {changes} {label}{}{}",
+        "{} {:<12} received {} {changes} {label}{}{}{}",
         b.id,
         b.status.as_str(),
-        b.received_at,
+        iso_time(b.received_at),
         if summary.is_empty() {
             String::new()
         } else {
@@ -684,12 +845,16 @@ fn batch_line(b: &Batch) -> String {
             String::new()
         } else {
             format!(" held: {}", b.held_reasons.join("; "))
+        },
+        match &b.failure {
+            Some(why) => format!(" ({why})"),
+            None => String::new(),
         }
     )
 }
 
 pub fn run_history(db: &DbArgs, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
-    let store = db.open()?;
+    let store = db.open_read()?;
     store.get_tenant(&args.tenant)?.with_context(|| {
         format!(
             "there is no tenant {:?}; add it with `rollcall tenant add {}`",

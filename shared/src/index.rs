@@ -16,6 +16,21 @@ impl Fp {
         self.1
     }
 
+    /// The fingerprint as 16 bytes, for storing a set of ids between the plan steps.
+    pub fn to_bytes(self) -> [u8; 16] {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.0.to_le_bytes());
+        bytes[8..].copy_from_slice(&self.1.to_le_bytes());
+        bytes
+    }
+
+    /// A fingerprint stored with [`Fp::to_bytes`].
+    pub fn from_bytes(bytes: [u8; 16]) -> Fp {
+        let (low, high) = bytes.split_at(8);
+        let word = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]));
+        Fp(word(low), word(high))
+    }
+
     #[inline]
     pub fn of(id: &[u8]) -> Fp {
         let h = xxhash_rust::xxh3::xxh3_128(id);
@@ -197,6 +212,14 @@ pub type FpMap<V> = HashMap<Fp, V, FpBuild>;
 /// A new, empty fingerprint map.
 pub fn fp_map<V>() -> FpMap<V> {
     HashMap::with_hasher(FpBuild)
+}
+
+/// A set of fingerprints, hashed by their (already uniform) bits.
+pub type FpSet = std::collections::HashSet<Fp, FpBuild>;
+
+/// A new, empty fingerprint set.
+pub fn fp_set() -> FpSet {
+    std::collections::HashSet::with_hasher(FpBuild)
 }
 
 #[cfg(test)]

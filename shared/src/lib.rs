@@ -6,6 +6,7 @@
 //! those stages one after the other for the local command. It has no Lambda or AWS dependency.
 
 pub mod apply;
+pub mod blob;
 pub mod generate;
 pub mod index;
 pub mod limits;

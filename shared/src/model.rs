@@ -207,8 +207,16 @@ pub enum BatchStatus {
     Validated,
     Planned,
     Held,
+    /// Its plan is being written; a run that died here is resumed by the tenant's next run.
+    Applying,
     Applied,
     Rejected,
+    /// A run stopped before it finished (and before anything was applied); the reason says why.
+    Failed,
+    /// Held, then another batch of the tenant was applied: its plan no longer fits the roster.
+    Superseded,
+    /// Being undone; a run that died here is resumed by the next rollback of the batch.
+    RollingBack,
     RolledBack,
 }
 
@@ -219,10 +227,26 @@ impl BatchStatus {
             BatchStatus::Validated => "validated",
             BatchStatus::Planned => "planned",
             BatchStatus::Held => "held",
+            BatchStatus::Applying => "applying",
             BatchStatus::Applied => "applied",
             BatchStatus::Rejected => "rejected",
+            BatchStatus::Failed => "failed",
+            BatchStatus::Superseded => "superseded",
+            BatchStatus::RollingBack => "rolling_back",
             BatchStatus::RolledBack => "rolled_back",
         }
+    }
+
+    /// Nothing more happens to a batch in this state.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            BatchStatus::Applied
+                | BatchStatus::Rejected
+                | BatchStatus::Failed
+                | BatchStatus::Superseded
+                | BatchStatus::RolledBack
+        )
     }
 
     pub fn parse(text: &str) -> Option<BatchStatus> {
@@ -231,8 +255,12 @@ impl BatchStatus {
             BatchStatus::Validated,
             BatchStatus::Planned,
             BatchStatus::Held,
+            BatchStatus::Applying,
             BatchStatus::Applied,
             BatchStatus::Rejected,
+            BatchStatus::Failed,
+            BatchStatus::Superseded,
+            BatchStatus::RollingBack,
             BatchStatus::RolledBack,
         ]
         .into_iter()
@@ -257,6 +285,50 @@ impl Counts {
     pub fn changes(&self) -> u64 {
         self.create + self.update + self.archive + self.restore
     }
+
+    /// The count a label names (`create`, `update`, ... as the JSON output spells them).
+    fn slot(&mut self, label: &str) -> Option<&mut u64> {
+        Some(match label {
+            "create" => &mut self.create,
+            "update" => &mut self.update,
+            "archive" => &mut self.archive,
+            "restore" => &mut self.restore,
+            "unchanged" => &mut self.unchanged,
+            "kept_manual" => &mut self.kept_manual,
+            "out_of_scope" => &mut self.out_of_scope,
+            _ => return None,
+        })
+    }
+
+    /// Adds `n` to the count a label names.
+    pub fn add(&mut self, label: &str, n: u64) {
+        if let Some(slot) = self.slot(label) {
+            *slot += n;
+        }
+    }
+
+    /// Replaces what `planned` counted by what `landed` counted (a chunk's records as they were applied).
+    pub fn rebase(&mut self, planned: &Counts, landed: &Counts) {
+        for (mine, p, l) in [
+            (&mut self.create, planned.create, landed.create),
+            (&mut self.update, planned.update, landed.update),
+            (&mut self.archive, planned.archive, landed.archive),
+            (&mut self.restore, planned.restore, landed.restore),
+            (&mut self.unchanged, planned.unchanged, landed.unchanged),
+            (
+                &mut self.kept_manual,
+                planned.kept_manual,
+                landed.kept_manual,
+            ),
+            (
+                &mut self.out_of_scope,
+                planned.out_of_scope,
+                landed.out_of_scope,
+            ),
+        ] {
+            *mine = mine.saturating_sub(p) + l;
+        }
+    }
 }
 
 /// One bundle sent to one tenant.
@@ -279,8 +351,24 @@ pub struct Batch {
     pub held_reasons: Vec<String>,
     pub errors: u64,
     pub warnings: u64,
-    /// Where the kept copy of the bundle is, for approval later.
+    /// Where the bundle is: its path as given, or the blob-store prefix of the kept copy of a held batch.
     pub bundle: String,
+    /// The blob-store prefix of the staged plan (empty when nothing was staged).
+    #[serde(default)]
+    pub plan: String,
+    /// The tenant's latest applied batch when this one was planned: if another is applied before this one,
+    /// its plan no longer fits the roster.
+    #[serde(default)]
+    pub planned_after: Option<String>,
+    /// Records that changed between planning and applying, and were merged again under the policy.
+    #[serde(default)]
+    pub moved: u64,
+    /// Records written when the batch was applied.
+    #[serde(default)]
+    pub writes: u64,
+    /// Why a batch failed or was superseded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 /// Where one field's value came from.
@@ -330,9 +418,26 @@ pub struct Record {
     pub batch: Option<String>,
     /// The batch that created it (`None` for a record created by hand).
     pub created_batch: Option<String>,
+    /// Bumped by every write; every write states the version it read and fails if the record moved on.
+    #[serde(default)]
+    pub version: u64,
 }
 
 impl Record {
+    /// Equal in everything but the version: writing one over the other would change nothing.
+    pub fn same_content(&self, other: &Record) -> bool {
+        self.entity == other.entity
+            && self.sourced_id == other.sourced_id
+            && self.fields == other.fields
+            && self.sis_fields == other.sis_fields
+            && self.provenance == other.provenance
+            && self.active == other.active
+            && self.origin == other.origin
+            && self.archived_by == other.archived_by
+            && self.batch == other.batch
+            && self.created_batch == other.created_batch
+    }
+
     /// Names of fields whose value in force was set by hand.
     pub fn manual_fields(&self) -> impl Iterator<Item = &str> {
         self.provenance
@@ -358,9 +463,43 @@ pub fn content_hash(fields: &BTreeMap<String, String>) -> u64 {
     h.digest()
 }
 
+/// Seconds since the Unix epoch as ISO 8601 UTC (`2026-12-01T19:04:05Z`).
+pub fn iso_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Days to a civil date (Howard Hinnant's algorithm, proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::iso_time;
+
+    #[test]
+    fn times_print_as_iso_8601_utc() {
+        assert_eq!(iso_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_time(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(iso_time(1_796_152_245), "2026-12-01T19:10:45Z");
+    }
 }

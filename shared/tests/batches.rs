@@ -2,8 +2,8 @@
 //! out exactly as a single pass in row order would give them (duplicates across batches point at the first
 //! use, references to rows further down resolve, a missing file is reported once), and the same every run.
 
-use rollcall::validate::finding::Code;
 use rollcall::generate::{GenOptions, OutputFormat, generate};
+use rollcall::validate::finding::Code;
 use rollcall::{Limits, NoProgress, validate_path};
 use std::fs;
 use std::path::Path;

@@ -3,14 +3,14 @@
 //! concurrency. Every test states exact counts and exact stored state.
 
 use rollcall::apply::edit;
+use rollcall::blob::local::LocalBlobs;
 use rollcall::model::{
-    BatchStatus, Counts, Entity, Filters, Policy, Provenance, Tenant, Threshold,
+    BatchStatus, Counts, Entity, Filters, Policy, Provenance, Record, Tenant, Threshold,
 };
 use rollcall::store::sqlite::SqliteStore;
-use rollcall::store::{LeaseStore, RecordRead, TenantStore};
-use rollcall::sync::{
-    SyncError, SyncOptions, SyncOutcome, SyncStatus, approve, reject, rollback, sync,
-};
+use rollcall::store::{Lease, LeaseStore, RecordRead, TenantStore, for_each_record};
+use rollcall::sync::lease::{Holder, LocalLiveness};
+use rollcall::sync::{Local, SyncError, SyncOptions, SyncOutcome, SyncStatus};
 use rollcall::{NoProgress, store::BatchStore};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,11 +20,35 @@ fn base() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/base")
 }
 
-/// A workspace: a database file, a folder for kept bundles, and bundles made from the base fixture.
+/// A workspace: a database file, a blob folder for staged plans and kept bundles, and bundles made from the
+/// base fixture.
 struct World {
     dir: tempfile::TempDir,
     store: SqliteStore,
+    blobs: LocalBlobs,
     bundles: usize,
+}
+
+/// Records with their versions cleared, to compare what they hold.
+fn unversioned(records: Vec<Record>) -> Vec<Record> {
+    records
+        .into_iter()
+        .map(|mut r| {
+            r.version = 0;
+            r
+        })
+        .collect()
+}
+
+/// Every record of an entity, in sourcedId order.
+fn all_records(store: &SqliteStore, entity: Entity) -> Vec<Record> {
+    let mut records = Vec::new();
+    for_each_record(store, "d1", entity, None, None, |r| {
+        records.push(r.clone());
+        Ok::<_, rollcall::store::StoreError>(())
+    })
+    .expect("list");
+    records
 }
 
 impl World {
@@ -32,17 +56,30 @@ impl World {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(&dir.path().join("roster.db")).expect("store");
         store.put_tenant(&tenant).expect("tenant");
+        let blobs = LocalBlobs::new(&dir.path().join("roster.blobs"));
         World {
             dir,
             store,
+            blobs,
             bundles: 0,
         }
     }
 
+    fn local(&self) -> Local<'_> {
+        Local {
+            store: &self.store,
+            blobs: &self.blobs,
+            holder: Holder::this_process(),
+            liveness: &LocalLiveness,
+        }
+    }
+
+    /// Chunks of two changes, so every test applies its plans over many chunks.
     fn options(&self) -> SyncOptions {
-        let mut opts = SyncOptions::new(self.dir.path().join("bundles"));
-        opts.wait = Duration::from_secs(30);
-        opts
+        SyncOptions {
+            chunk_size: 2,
+            ..SyncOptions::default()
+        }
     }
 
     /// A copy of the base bundle with text edits: (file, from, to); an empty `to` with `from` a whole line
@@ -65,7 +102,9 @@ impl World {
     }
 
     fn sync(&self, bundle: &Path) -> SyncOutcome {
-        sync(&self.store, "d1", bundle, &self.options(), &NoProgress).expect("sync")
+        self.local()
+            .sync_path("d1", bundle, &self.options(), &NoProgress)
+            .expect("sync")
     }
 
     fn record(&self, entity: Entity, id: &str) -> rollcall::model::Record {
@@ -76,9 +115,7 @@ impl World {
     }
 
     fn active(&self, entity: Entity) -> Vec<String> {
-        self.store
-            .list_records("d1", entity)
-            .expect("list")
+        all_records(&self.store, entity)
             .into_iter()
             .filter(|r| r.active)
             .map(|r| r.sourced_id)
@@ -319,7 +356,10 @@ fn filters_keep_out_what_the_tenant_does_not_take() {
     roles.id = "d2".into();
     roles.filters.roles = vec!["student".into()];
     w.store.put_tenant(&roles).expect("tenant");
-    let out = sync(&w.store, "d2", &b, &w.options(), &NoProgress).expect("sync");
+    let out = w
+        .local()
+        .sync_path("d2", &b, &w.options(), &NoProgress)
+        .expect("sync");
     assert_eq!(counts(&out, Entity::Users), c(2, 0, 0, 0, 0, 0, 3));
     assert_eq!(counts(&out, Entity::Enrollments), c(2, 0, 0, 0, 0, 0, 2));
 }
@@ -511,7 +551,10 @@ fn the_guard_holds_a_broken_export_and_approval_applies_it() {
         BatchStatus::Held
     );
 
-    let applied = approve(&w.store, &out.batch, &w.options()).expect("approve");
+    let applied = w
+        .local()
+        .approve(&out.batch, &w.options())
+        .expect("approve");
     assert_eq!(applied.status, SyncStatus::Applied);
     assert_eq!(
         counts(&applied, Entity::Enrollments),
@@ -535,10 +578,13 @@ fn a_rejected_held_batch_changes_nothing_and_cannot_be_approved_later() {
     w.sync(&first);
     let broken = broken_export(&mut w);
     let out = w.sync(&broken);
-    let rejected = reject(&w.store, &out.batch, &w.options()).expect("reject");
+    let rejected = w.local().reject(&out.batch, &w.options()).expect("reject");
     assert_eq!(rejected.status, BatchStatus::Rejected);
     assert_eq!(w.active(Entity::Enrollments).len(), 4);
-    let err = approve(&w.store, &out.batch, &w.options()).expect_err("not held");
+    let err = w
+        .local()
+        .approve(&out.batch, &w.options())
+        .expect_err("not held");
     assert_eq!(
         err.to_string(),
         format!(
@@ -566,7 +612,7 @@ fn rollback_restores_exactly_what_was_there_and_refuses_after_later_changes() {
     let mut w = World::new(t);
     let first = w.bundle(&[]);
     w.sync(&first);
-    let before: Vec<_> = w.store.list_records("d1", Entity::Users).expect("list");
+    let before: Vec<_> = all_records(&w.store, Entity::Users);
     let changed = w.bundle(&[
         ("users.csv", "Dev,Patel", "Devin,Patel"),
         (
@@ -583,11 +629,15 @@ fn rollback_restores_exactly_what_was_there_and_refuses_after_later_changes() {
     ]);
     let out = w.sync(&changed);
     assert_eq!(counts(&out, Entity::Users), c(1, 2, 1, 0, 2, 0, 0));
-    let batch = rollback(&w.store, &out.batch, false, &w.options()).expect("rollback");
+    let batch = w
+        .local()
+        .rollback(&out.batch, false, &w.options())
+        .expect("rollback");
     assert_eq!(batch.status, BatchStatus::RolledBack);
+    // Exactly what was there, but for the versions: a rollback is a write too, so they count on.
     assert_eq!(
-        w.store.list_records("d1", Entity::Users).expect("list"),
-        before
+        unversioned(all_records(&w.store, Entity::Users)),
+        unversioned(before)
     );
 
     // Apply it again, then change one of its records by hand: the rollback now refuses.
@@ -605,13 +655,18 @@ fn rollback_restores_exactly_what_was_there_and_refuses_after_later_changes() {
         "alice",
     )
     .expect("edit");
-    let err = rollback(&w.store, &out.batch, false, &w.options()).expect_err("conflict");
+    let err = w
+        .local()
+        .rollback(&out.batch, false, &w.options())
+        .expect_err("conflict");
     assert!(
         matches!(err, SyncError::RollbackConflict { count: 1, .. }),
         "{err}"
     );
     assert!(err.to_string().contains("users stu-2"), "{err}");
-    rollback(&w.store, &out.batch, true, &w.options()).expect("forced rollback");
+    w.local()
+        .rollback(&out.batch, true, &w.options())
+        .expect("forced rollback");
     assert_eq!(w.record(Entity::Users, "stu-2").fields["givenName"], "Dev");
 }
 
@@ -651,13 +706,18 @@ fn an_invalid_bundle_is_rejected_and_changes_nothing() {
 }
 
 #[test]
-fn an_unknown_tenant_is_refused_with_the_command_that_adds_it() {
+fn an_unknown_tenant_is_refused_by_name() {
+    // The command that adds it is the command line's to name (cli/tests/cli.rs checks that message).
     let w = World::new(tenant());
-    let err = sync(&w.store, "nope", &base(), &w.options(), &NoProgress).expect_err("unknown");
-    assert_eq!(
-        err.to_string(),
-        "there is no tenant \"nope\"; add it first with `rollcall tenant add nope`"
+    let err = w
+        .local()
+        .sync_path("nope", &base(), &w.options(), &NoProgress)
+        .expect_err("unknown");
+    assert!(
+        matches!(err, SyncError::UnknownTenant(ref t) if t == "nope"),
+        "{err}"
     );
+    assert_eq!(err.to_string(), "there is no tenant \"nope\"");
 }
 
 #[test]
@@ -666,30 +726,83 @@ fn batch_ids_differ_across_tenants_for_the_same_bundle() {
     let mut other = tenant();
     other.id = "d2".into();
     w.store.put_tenant(&other).expect("tenant");
-    let a = sync(&w.store, "d1", &base(), &w.options(), &NoProgress).expect("sync");
-    let b = sync(&w.store, "d2", &base(), &w.options(), &NoProgress).expect("sync");
+    let a = w
+        .local()
+        .sync_path("d1", &base(), &w.options(), &NoProgress)
+        .expect("sync");
+    let b = w
+        .local()
+        .sync_path("d2", &base(), &w.options(), &NoProgress)
+        .expect("sync");
     assert_ne!(a.batch, b.batch);
     assert_eq!(b.status, SyncStatus::Applied);
 }
 
+/// A lease held by a run on another host that keeps renewing it.
+fn lease_elsewhere(holder: &str) -> Lease {
+    let now = rollcall::model::now();
+    Lease {
+        holder: format!("local:another-host:4242:1:{holder}"),
+        purpose: "sync of roster.zip".into(),
+        batch: None,
+        acquired_at: now,
+        expires_at: now + 600,
+    }
+}
+
 #[test]
-fn a_sync_waits_for_the_tenant_lease_and_gives_up_with_a_clear_message() {
+fn a_sync_finds_the_tenant_lease_taken_and_says_by_whom_without_waiting() {
+    // The library never waits; the command line waits and gives up (cli/tests/cli.rs).
     let mut w = World::new(tenant());
     let b = w.bundle(&[]);
-    assert_eq!(
-        w.store.acquire("d1", "someone else", 600).expect("lease"),
-        None
-    );
-    let mut opts = w.options();
-    opts.wait = Duration::from_millis(300);
-    let err = sync(&w.store, "d1", &b, &opts, &NoProgress).expect_err("busy");
+    let other = lease_elsewhere("someone else");
+    assert!(w.store.try_lease("d1", &other, None).expect("lease"));
+    let started = std::time::Instant::now();
+    let err = w
+        .local()
+        .sync_path("d1", &b, &w.options(), &NoProgress)
+        .expect_err("busy");
     assert!(
-        matches!(err, SyncError::Busy { ref holder, .. } if holder == "someone else"),
+        started.elapsed() < Duration::from_secs(5),
+        "it did not wait"
+    );
+    assert!(
+        matches!(err, SyncError::Leased { ref lease, .. } if *lease == other),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with(
+            "tenant d1 is busy: pid 4242 on another-host is running a sync of roster.zip (since "
+        ),
         "{err}"
     );
     assert_eq!(w.store.records_written(), 0);
-    w.store.release("d1", "someone else").expect("release");
+    w.store.release_lease("d1", &other.holder).expect("release");
     assert_eq!(w.sync(&b).status, SyncStatus::Applied);
+}
+
+/// Syncs, waiting for the tenant's lease as the command line does.
+fn sync_waiting(
+    store: &SqliteStore,
+    blobs: &LocalBlobs,
+    bundle: &Path,
+    opts: &SyncOptions,
+) -> SyncOutcome {
+    let local = Local {
+        store,
+        blobs,
+        holder: Holder::this_process(),
+        liveness: &LocalLiveness,
+    };
+    let started = std::time::Instant::now();
+    loop {
+        match local.sync_path("d1", bundle, opts, &NoProgress) {
+            Err(SyncError::Leased { .. }) if started.elapsed() < Duration::from_secs(60) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.expect("sync"),
+        }
+    }
 }
 
 #[test]
@@ -699,6 +812,7 @@ fn concurrent_syncs_of_one_tenant_run_one_after_the_other() {
     let b = w.bundle(&[("users.csv", "Cara,Kim", "Carla,Kim")]);
     let db = w.dir.path().join("roster.db");
     let opts = w.options();
+    let blobs = &w.blobs;
     let outcomes: Vec<SyncOutcome> = std::thread::scope(|s| {
         let handles: Vec<_> = [a, b]
             .into_iter()
@@ -706,7 +820,7 @@ fn concurrent_syncs_of_one_tenant_run_one_after_the_other() {
                 let (db, opts) = (db.clone(), opts.clone());
                 s.spawn(move || {
                     let store = SqliteStore::open(&db).expect("own connection");
-                    sync(&store, "d1", &bundle, &opts, &NoProgress).expect("sync")
+                    sync_waiting(&store, blobs, &bundle, &opts)
                 })
             })
             .collect();
@@ -737,7 +851,7 @@ fn concurrent_syncs_of_one_tenant_run_one_after_the_other() {
         expected_name.1
     );
     assert_eq!(
-        w.store.acquire("d1", "probe", 1).expect("lease"),
+        w.store.get_lease("d1").expect("lease"),
         None,
         "leases were released"
     );
@@ -749,7 +863,10 @@ fn a_dry_run_plans_and_changes_nothing() {
     let b = w.bundle(&[]);
     let mut opts = w.options();
     opts.dry_run = true;
-    let out = sync(&w.store, "d1", &b, &opts, &NoProgress).expect("dry run");
+    let out = w
+        .local()
+        .sync_path("d1", &b, &opts, &NoProgress)
+        .expect("dry run");
     assert_eq!(out.status, SyncStatus::Planned);
     assert_eq!(counts(&out, Entity::Users), c(5, 0, 0, 0, 0, 0, 0));
     assert_eq!(w.store.records_written(), 0);
@@ -763,8 +880,13 @@ fn a_second_approval_of_the_same_batch_is_refused() {
     w.sync(&first);
     let broken = broken_export(&mut w);
     let held = w.sync(&broken);
-    approve(&w.store, &held.batch, &w.options()).expect("first approval");
-    let err = approve(&w.store, &held.batch, &w.options()).expect_err("already applied");
+    w.local()
+        .approve(&held.batch, &w.options())
+        .expect("first approval");
+    let err = w
+        .local()
+        .approve(&held.batch, &w.options())
+        .expect_err("already applied");
     assert!(
         matches!(
             err,
@@ -775,8 +897,10 @@ fn a_second_approval_of_the_same_batch_is_refused() {
         ),
         "{err}"
     );
-    let err =
-        reject(&w.store, &held.batch, &w.options()).expect_err("cannot reject an applied batch");
+    let err = w
+        .local()
+        .reject(&held.batch, &w.options())
+        .expect_err("cannot reject an applied batch");
     assert!(
         matches!(
             err,
@@ -821,7 +945,9 @@ fn a_bundle_rolled_back_can_be_sent_again() {
     w.sync(&first);
     let change = w.bundle(&[("users.csv", "Dev,Patel", "Devin,Patel")]);
     let applied = w.sync(&change);
-    rollback(&w.store, &applied.batch, false, &w.options()).expect("rollback");
+    w.local()
+        .rollback(&applied.batch, false, &w.options())
+        .expect("rollback");
     assert_eq!(w.record(Entity::Users, "stu-2").fields["givenName"], "Dev");
     let again = w.sync(&change);
     assert_eq!(again.status, SyncStatus::Applied);
@@ -830,7 +956,8 @@ fn a_bundle_rolled_back_can_be_sent_again() {
         w.record(Entity::Users, "stu-2").fields["givenName"],
         "Devin"
     );
-    rollback(&w.store, &again.batch, false, &w.options())
+    w.local()
+        .rollback(&again.batch, false, &w.options())
         .expect("the second application rolls back too");
 }
 
@@ -858,7 +985,9 @@ fn rollback_refuses_when_later_batches_may_refer_to_records_it_created() {
         ),
     ]);
     w.sync(&enrolled);
-    let err = rollback(&w.store, &created.batch, false, &w.options())
+    let err = w
+        .local()
+        .rollback(&created.batch, false, &w.options())
         .expect_err("a later batch enrolled stu-7");
     assert!(
         matches!(err, SyncError::LaterDepends { created: 1, .. }),
@@ -989,12 +1118,15 @@ fn a_tenant_fed_by_api_pulls_refuses_an_uploaded_bundle() {
     assert_eq!(
         out.held_reasons,
         [
-            "tenant d1 is fed by API pulls; a bundle from SFTP uploads is refused (change it with `rollcall tenant set d1 --source ...`)"
+            "tenant d1 is fed by API pulls; a bundle from SFTP uploads is refused (change the tenant's source if the district has moved to it)"
         ]
     );
     assert_eq!(w.store.records_written(), 0);
     let mut opts = w.options();
     opts.source = rollcall::model::SourceKind::Api;
-    let pulled = sync(&w.store, "d1", &b, &opts, &NoProgress).expect("sync");
+    let pulled = w
+        .local()
+        .sync_path("d1", &b, &opts, &NoProgress)
+        .expect("sync");
     assert_eq!(pulled.status, SyncStatus::Applied);
 }

@@ -1,17 +1,20 @@
 //! Manual work, as the product records it: editing fields, creating, archiving and restoring records by hand.
 //! Each change is marked with who made it and when, so the next sync can respect it according to the tenant's
-//! policy.
+//! policy. Every write is conditional on the version it read: an edit that finds the record moved on (a sync
+//! or another edit wrote it meanwhile) reads it again and applies its own fields to the fresh record, so no
+//! write is ever made from a stale read and no concurrent change is lost.
 
-use crate::validate::fields;
 use crate::model::{Entity, Origin, Provenance, Record, Tenant, now};
 use crate::spec::ColumnType;
-use crate::store::{Change, Store, StoreError};
+use crate::store::{Expect, Store, StoreError, Write};
+use crate::validate::fields;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
+/// A manual change that was not made.
 #[derive(Debug, Error)]
 pub enum EditError {
-    #[error("there is no tenant {0:?}; add it first with `rollcall tenant add {0}`")]
+    #[error("there is no tenant {0:?}")]
     UnknownTenant(String),
     #[error("tenant {tenant} has no {entity} record {id:?}")]
     NotFound {
@@ -43,9 +46,20 @@ pub enum EditError {
     CreationRefused(String),
     #[error("expected FIELD=VALUE, got {0:?}")]
     BadAssignment(String),
+    #[error(
+        "{entity} {id} kept changing while the edit was written ({attempts} tries); try the edit again"
+    )]
+    Contended {
+        entity: Entity,
+        id: String,
+        attempts: usize,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+/// How often an edit reads the record again when other writers keep changing it first.
+const MOST_ATTEMPTS: usize = 200;
 
 /// Parses `FIELD=VALUE` assignments.
 pub fn assignments(items: &[String]) -> Result<Vec<(String, String)>, EditError> {
@@ -120,26 +134,44 @@ fn existing(
         })
 }
 
-fn save(
+/// Changes a record by hand: reads it, lets `change` make the manual change, and writes it if nothing else
+/// wrote the record since it was read; otherwise reads it again and makes the change anew.
+fn change_record(
     store: &dyn Store,
     tenant: &str,
-    before: Option<Record>,
-    after: Record,
+    entity: Entity,
+    id: &str,
+    change: &dyn Fn(&mut Record) -> Result<(), EditError>,
 ) -> Result<Record, EditError> {
-    store.write_manual(
-        tenant,
-        Change {
-            before,
-            after: after.clone(),
-        },
-    )?;
-    Ok(after)
+    for _ in 0..MOST_ATTEMPTS {
+        let before = existing(store, tenant, entity, id)?;
+        let mut after = before.clone();
+        change(&mut after)?;
+        after.batch = None;
+        after.version = before.version + 1;
+        let write = Write::Put {
+            record: after.clone(),
+            expect: Expect::Version(before.version),
+        };
+        if store.write_records(tenant, &[write])?[0] {
+            return Ok(after);
+        }
+    }
+    Err(EditError::Contended {
+        entity,
+        id: id.to_string(),
+        attempts: MOST_ATTEMPTS,
+    })
 }
 
 /// Checks and sets `FIELD=VALUE` assignments on a record, marking each as manual work by `by`, now. An empty
 /// value clears the field; the clearing is itself kept as manual work.
-fn set_fields(record: &mut Record, sets: &[(String, String)], by: &str) -> Result<(), EditError> {
-    let at = now();
+fn set_fields(
+    record: &mut Record,
+    sets: &[(String, String)],
+    by: &str,
+    at: u64,
+) -> Result<(), EditError> {
     for (field, value) in sets {
         check_field(record.entity, field, value)?;
         if value.is_empty() {
@@ -168,11 +200,10 @@ pub fn edit(
     by: &str,
 ) -> Result<Record, EditError> {
     tenant(store, tenant_id)?;
-    let before = existing(store, tenant_id, entity, sourced_id)?;
-    let mut after = before.clone();
-    set_fields(&mut after, sets, by)?;
-    after.batch = None;
-    save(store, tenant_id, Some(before), after)
+    let at = now();
+    change_record(store, tenant_id, entity, sourced_id, &|record| {
+        set_fields(record, sets, by, at)
+    })
 }
 
 /// Creates a record by hand.
@@ -196,12 +227,13 @@ pub fn create(
                 .into(),
         });
     }
+    let exists = || EditError::Exists {
+        tenant: tenant_id.to_string(),
+        entity,
+        id: sourced_id.to_string(),
+    };
     if store.get_record(tenant_id, entity, sourced_id)?.is_some() {
-        return Err(EditError::Exists {
-            tenant: tenant_id.to_string(),
-            entity,
-            id: sourced_id.to_string(),
-        });
+        return Err(exists());
     }
     let mut record = Record {
         entity,
@@ -214,9 +246,19 @@ pub fn create(
         archived_by: None,
         batch: None,
         created_batch: None,
+        version: 0,
     };
-    set_fields(&mut record, sets, by)?;
-    save(store, tenant_id, None, record)
+    set_fields(&mut record, sets, by, now())?;
+    record.version = 1;
+    let write = Write::Put {
+        record: record.clone(),
+        expect: Expect::Absent,
+    };
+    if !store.write_records(tenant_id, &[write])?[0] {
+        // Someone created it between the look and the write.
+        return Err(exists());
+    }
+    Ok(record)
 }
 
 /// The pseudo-field under which who archived or restored a record by hand, and when, is kept.
@@ -253,17 +295,17 @@ fn set_active(
     active: bool,
 ) -> Result<Record, EditError> {
     tenant(store, tenant_id)?;
-    let before = existing(store, tenant_id, entity, sourced_id)?;
-    let mut after = before.clone();
-    after.active = active;
-    after.archived_by = (!active).then_some(Origin::Manual);
-    after.provenance.insert(
-        STATUS_MARK.to_string(),
-        Provenance::Manual {
-            by: by.to_string(),
-            at: now(),
-        },
-    );
-    after.batch = None;
-    save(store, tenant_id, Some(before), after)
+    let at = now();
+    change_record(store, tenant_id, entity, sourced_id, &|record| {
+        record.active = active;
+        record.archived_by = (!active).then_some(Origin::Manual);
+        record.provenance.insert(
+            STATUS_MARK.to_string(),
+            Provenance::Manual {
+                by: by.to_string(),
+                at,
+            },
+        );
+        Ok(())
+    })
 }

@@ -1,109 +1,252 @@
-//! Applying a plan: the second walk over the bundle, writing each decision into one store transaction with the
-//! state it replaces (so the batch can be undone). Creates and updates go in walk order (parents first);
-//! archives are queued and written last, children first.
+//! Applying a staged plan, chunk by chunk, with versions and undo. A chunk's records are read in one call,
+//! decided again where they changed since they were planned (merged under the tenant's policy and counted where
+//! they land), their prior states kept as the chunk's undo page, and written with conditional writes; a write
+//! that finds its record moved on between the read and the write is read and decided again. A chunk applied
+//! twice writes nothing the second time, and a run that died midway is resumed to exactly the state an
+//! uninterrupted run gives: records this batch wrote already are recognised by their last writer and counted
+//! as they landed the first time. Upserts come first (parents first), archives after (children first), as
+//! the plan orders its chunks. Manual edits (`edit`) and undoing a batch (`rollback`) live beside it.
 
 pub mod edit;
+pub mod rollback;
 
-use crate::model::{Batch, Entity, Origin, Record, Tenant};
-use crate::plan::{Action, Plan, PlanError, Sink, created, merged};
-use crate::read::rows::Row;
-use crate::store::{Change, Store, Transaction};
+use crate::blob::BlobStore;
+use crate::model::{Counts, Entity, Record, Tenant};
+use crate::plan::chunk::{Change, ChangeAction, ChunkInfo, read_chunk};
+use crate::plan::decide::{Action, ArchiveWhy, Known, Values, decide, decide_unsent, written};
+use crate::plan::{Plan, PlanError};
+use crate::store::{ChunkResult, Store, StoreError, UndoItem, Write};
+use std::collections::{BTreeMap, HashMap};
 
-/// Writes decisions as they come; also counts them, so the applied counts are the ones actually written.
-pub struct Applier<'a> {
-    tx: Box<dyn Transaction + 'a>,
-    store: &'a dyn Store,
-    tenant: &'a Tenant,
-    batch: String,
-    archives: Vec<(Entity, String)>,
+/// How often a chunk's records are read and written again when other writers keep changing them.
+const MOST_ATTEMPTS: usize = 20;
+
+/// What applying a whole plan did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// The plan's counts, with each chunk's records counted where they landed.
+    pub counts: BTreeMap<Entity, Counts>,
+    /// Records that changed since they were planned and were merged again.
+    pub moved: u64,
     /// Records written.
     pub writes: u64,
-    /// What was applied, counted as it went.
-    pub plan: Plan,
+    /// Chunks applied by this run (the rest were applied by a run before it).
+    pub chunks_applied: usize,
 }
 
-impl<'a> Applier<'a> {
-    pub fn begin(
-        store: &'a dyn Store,
-        tenant: &'a Tenant,
-        batch: &str,
-    ) -> Result<Applier<'a>, PlanError> {
-        Ok(Applier {
-            tx: store.begin(&tenant.id)?,
-            store,
-            tenant,
-            batch: batch.to_string(),
-            archives: Vec::new(),
-            writes: 0,
-            plan: Plan::new(),
-        })
-    }
-
-    fn existing(&self, entity: Entity, sourced_id: &str) -> Result<Record, PlanError> {
-        self.store
-            .get_record(&self.tenant.id, entity, sourced_id)?
-            .ok_or_else(|| {
-                PlanError::Store(crate::store::StoreError::Corrupt {
-                    what: format!("{entity} {sourced_id}"),
-                    reason: "the record planned for changed while the batch was applied".into(),
-                })
-            })
-    }
-
-    fn write(&mut self, before: Option<Record>, after: Record) -> Result<(), PlanError> {
-        self.writes += 1;
-        self.tx.write(Change { before, after })?;
-        Ok(())
-    }
-
-    /// Writes the queued archives (children first) and commits everything with the batch's final state.
-    pub fn finish(mut self, batch: &Batch) -> Result<(u64, Plan), PlanError> {
-        let mut archives = std::mem::take(&mut self.archives);
-        archives.sort_by_key(|(entity, _)| std::cmp::Reverse(*entity));
-        for (entity, id) in archives {
-            let before = self.existing(entity, &id)?;
-            let mut after = before.clone();
-            after.active = false;
-            after.archived_by = Some(Origin::Sis);
-            after.batch = Some(self.batch.clone());
-            self.write(Some(before), after)?;
+/// The decision for a planned change, taken again against the record as it is now.
+fn resolve(tenant: &Tenant, change: &Change, current: Option<&Record>) -> Action {
+    let known = current.map(Known::of_record);
+    let mut full = || Ok::<_, std::convert::Infallible>(current.cloned());
+    let decided = match (change.action, change.why) {
+        (ChangeAction::Archive, Some(ArchiveWhy::Deleted)) => {
+            let nothing = BTreeMap::new();
+            let sent = Values {
+                fields: &nothing,
+                deleting: true,
+            };
+            decide(tenant.policy, change.entity, &sent, known, &mut full)
         }
-        self.tx.commit(batch)?;
-        Ok((self.writes, self.plan))
+        (ChangeAction::Archive, why) => {
+            Ok(decide_unsent(why.unwrap_or(ArchiveWhy::Omitted), known))
+        }
+        _ => {
+            let sent = Values {
+                fields: &change.sis,
+                deleting: false,
+            };
+            decide(tenant.policy, change.entity, &sent, known, &mut full)
+        }
+    };
+    match decided {
+        Ok(action) => action,
+        Err(never) => match never {},
     }
 }
 
-impl Sink for Applier<'_> {
-    fn decided(
-        &mut self,
-        entity: Entity,
-        action: Action,
-        sourced_id: &str,
-        row: Option<&Row<'_>>,
-    ) -> Result<(), PlanError> {
-        self.plan.decided(entity, action, sourced_id, row)?;
-        // The values are copied out of the row only for records that are written.
-        let sis = || row.map(Row::fields).unwrap_or_default();
-        match action {
-            Action::Unchanged | Action::OutOfScope | Action::KeptManual { write: false } => Ok(()),
-            Action::Archive => {
-                self.archives.push((entity, sourced_id.to_string()));
-                Ok(())
-            }
-            Action::Create => {
-                let after = created(entity, sourced_id, &sis(), &self.batch);
-                self.write(None, after)
-            }
-            Action::Update | Action::Restore | Action::KeptManual { write: true } => {
-                let before = self.existing(entity, sourced_id)?;
-                let mut after = merged(&before, &sis(), self.tenant.policy, &self.batch);
-                after.batch = Some(self.batch.clone());
-                if action == Action::Restore {
-                    after.active = true;
-                    after.archived_by = None;
+/// Whether the record changed since the change was planned.
+fn moved(change: &Change, current: Option<&Record>) -> bool {
+    match change.version {
+        Some(v) => current.map(|c| c.version) != Some(v),
+        None => current.is_some(),
+    }
+}
+
+/// Applies one chunk of a batch's plan and records that it was applied. `changes` is what the chunk holds.
+pub fn apply_chunk(
+    store: &dyn Store,
+    tenant: &Tenant,
+    batch: &str,
+    chunk: &ChunkInfo,
+    changes: &[Change],
+) -> Result<ChunkResult, PlanError> {
+    let entity = chunk.entity;
+    // What an earlier, interrupted try of this chunk kept: the prior states of what it wrote.
+    let earlier: HashMap<String, UndoItem> = store
+        .undo_page(&tenant.id, batch, chunk.number)?
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| (item.sourced_id.clone(), item))
+        .collect();
+    let mut result = ChunkResult::default();
+    for change in changes {
+        result
+            .planned
+            .entry(entity)
+            .or_default()
+            .add(change.planned().label(), 1);
+    }
+    let mut landed: Vec<Option<&'static str>> = vec![None; changes.len()];
+    let mut was_moved = vec![false; changes.len()];
+    let mut undo: BTreeMap<String, UndoItem> = BTreeMap::new();
+    let mut pending: Vec<usize> = (0..changes.len()).collect();
+    for _ in 0..MOST_ATTEMPTS {
+        if pending.is_empty() {
+            break;
+        }
+        let ids: Vec<&str> = pending
+            .iter()
+            .map(|&i| changes[i].sourced_id.as_str())
+            .collect();
+        let current = store.get_records(&tenant.id, entity, &ids)?;
+        let mut writes = Vec::new();
+        let mut writing = Vec::new();
+        for (&i, current) in pending.iter().zip(current) {
+            let change = &changes[i];
+            let id = change.sourced_id.as_str();
+            if current.as_ref().and_then(|c| c.batch.as_deref()) == Some(batch) {
+                // Written by this batch on an earlier try: it counts as it landed then.
+                let earlier_item = earlier.get(id);
+                landed[i] = Some(match earlier_item {
+                    Some(item) => label_of(&item.landed).unwrap_or(change.planned().label()),
+                    None => change.planned().label(),
+                });
+                if let Some(item) = earlier_item {
+                    undo.insert(id.to_string(), item.clone());
                 }
-                self.write(Some(before), after)
+                continue;
+            }
+            was_moved[i] = moved(change, current.as_ref());
+            let action = resolve(tenant, change, current.as_ref());
+            landed[i] = Some(action.label());
+            match written(
+                action,
+                entity,
+                id,
+                current.as_ref(),
+                &change.sis,
+                tenant.policy,
+                batch,
+            ) {
+                Some(after) => {
+                    let write = Write::replacing(current.as_ref(), after);
+                    let written_version = match &write {
+                        Write::Put { record, .. } => record.version,
+                        Write::Delete { .. } => 0,
+                    };
+                    undo.insert(
+                        id.to_string(),
+                        UndoItem {
+                            entity,
+                            sourced_id: id.to_string(),
+                            before: current,
+                            written_version,
+                            landed: action.label().to_string(),
+                        },
+                    );
+                    writes.push(write);
+                    writing.push(i);
+                }
+                None => {
+                    undo.remove(id);
+                }
             }
         }
+        // The prior states are kept before anything is written, so an interrupted chunk can still be undone.
+        let page: Vec<UndoItem> = undo.values().cloned().collect();
+        store.put_undo(&tenant.id, batch, chunk.number, &page)?;
+        let applied = store.write_records(&tenant.id, &writes)?;
+        pending = writing
+            .into_iter()
+            .zip(applied)
+            .filter_map(|(i, ok)| (!ok).then_some(i))
+            .collect();
     }
+    if !pending.is_empty() {
+        return Err(PlanError::Store(StoreError::Busy {
+            doing: format!(
+                "writing {} {entity} records that other writers kept changing (chunk {} of batch {batch})",
+                pending.len(),
+                chunk.number
+            ),
+        }));
+    }
+    result.writes = undo.len() as u64;
+    result.moved = was_moved.iter().filter(|m| **m).count() as u64;
+    let counts = result.landed.entry(entity).or_default();
+    for label in landed.into_iter().flatten() {
+        counts.add(label, 1);
+    }
+    store.put_chunk_result(&tenant.id, batch, chunk.number, &result)?;
+    Ok(result)
+}
+
+/// The `'static` label a stored label names.
+fn label_of(text: &str) -> Option<&'static str> {
+    [
+        "create",
+        "update",
+        "archive",
+        "restore",
+        "unchanged",
+        "kept_manual",
+        "out_of_scope",
+    ]
+    .into_iter()
+    .find(|l| *l == text)
+}
+
+/// Applies every chunk of a staged plan that is not applied yet, in the plan's order, and adds up what the
+/// chunks did. `after_chunk` runs after each chunk (a run renews its lease there).
+pub fn apply_plan(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    tenant: &Tenant,
+    batch: &str,
+    plan: &Plan,
+    after_chunk: &mut dyn FnMut(&ChunkInfo) -> Result<(), PlanError>,
+) -> Result<Applied, PlanError> {
+    let done = store.chunk_results(&tenant.id, batch)?;
+    let mut applied = Applied {
+        counts: plan.counts.clone(),
+        ..Applied::default()
+    };
+    for chunk in &plan.chunks {
+        let result = match done.get(&chunk.number) {
+            Some(result) => result.clone(),
+            None => {
+                let changes = read_chunk(blobs, chunk)?;
+                let result = apply_chunk(store, tenant, batch, chunk, &changes)?;
+                applied.chunks_applied += 1;
+                after_chunk(chunk)?;
+                result
+            }
+        };
+        add_result(&mut applied, &result);
+    }
+    Ok(applied)
+}
+
+/// Adds one chunk's result into the totals.
+pub fn add_result(applied: &mut Applied, result: &ChunkResult) {
+    for (entity, planned) in &result.planned {
+        let landed = result.landed.get(entity).copied().unwrap_or_default();
+        applied
+            .counts
+            .entry(*entity)
+            .or_default()
+            .rebase(planned, &landed);
+    }
+    applied.moved += result.moved;
+    applied.writes += result.writes;
 }

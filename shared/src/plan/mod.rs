@@ -1,18 +1,30 @@
-//! Planning: what a validated bundle does to a tenant's roster. One deterministic walk over the bundle, entity by
-//! entity in dependency order, decides for every record: create, update, restore, archive, unchanged, kept
-//! manual (the tenant's policy protected manual work) or out of scope (the tenant's filters). The same walk
-//! counts (the plan the guard judges) and, on a second pass with the same inputs, writes (apply), so a plan of a
-//! million records never has to be held in memory.
+//! Planning: what a validated bundle does to a tenant's roster, decided record by record and written down as
+//! data. Three steps, each of which can run on its own (a Lambda invocation each on AWS): `orgs` (orgs,
+//! academicSessions, courses, classes), `users` (users, demographics) and `enrollments`. A step takes the scope
+//! the steps before it kept (`scope`), walks its files in dependency order, decides for every record (`decide`):
+//! create, update, restore, archive, unchanged, kept manual or out of scope, and writes the changes as chunks
+//! to a blob store (`chunk`), with counts and sample ids beside them. Put together, the steps' plans are the
+//! plan the guard judges (`guard`) and apply writes.
 
+pub mod chunk;
+pub mod decide;
+pub mod guard;
+pub mod scope;
+
+use crate::blob::{BlobError, BlobStore};
 use crate::index::{Fp, FpMap, fp_map};
-use crate::read::bundle::{Bundle, InputError};
 use crate::limits::Limits;
-use crate::model::{Counts, Entity, Origin, Policy, Provenance, Record, Tenant};
+use crate::model::{Counts, Entity, Tenant};
 use crate::progress::Progress;
+use crate::read::bundle::{Bundle, InputError};
 use crate::read::rows::{Row, for_each_row};
-use crate::spec::Mode;
-use crate::store::{Store, StoreError};
-use std::collections::{BTreeMap, HashSet};
+use crate::spec::{FileKind, Mode};
+use crate::store::{RecordRead, StoreError};
+use chunk::{Change, ChunkInfo, ChunkWriter, Compression};
+use decide::{Action, ArchiveWhy, Known, decide, decide_unsent};
+use scope::Scope;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Planning or applying could not go on.
@@ -22,34 +34,56 @@ pub enum PlanError {
     Input(#[from] InputError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] BlobError),
+    #[error("{what} is damaged or missing: {reason}")]
+    Staged { what: String, reason: String },
 }
 
-/// What happens to one record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Action {
-    Create,
-    Update,
-    Archive,
-    Restore,
-    Unchanged,
-    /// Manual work kept under `preserve_manual`; `write` when the SIS sent new values to record beside it.
-    KeptManual {
-        write: bool,
-    },
-    OutOfScope,
+/// The plan steps, in the order they run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Orgs,
+    Users,
+    Enrollments,
 }
 
-/// Receives every decision of the walk.
-pub trait Sink {
-    /// `row` is what the SIS sent (for every action but archives of records a bulk file left out).
-    fn decided(
-        &mut self,
-        entity: Entity,
-        action: Action,
-        sourced_id: &str,
-        row: Option<&Row<'_>>,
-    ) -> Result<(), PlanError>;
+impl Step {
+    pub const ALL: [Step; 3] = [Step::Orgs, Step::Users, Step::Enrollments];
+
+    /// The entities a step plans, parents first.
+    pub fn entities(self) -> &'static [Entity] {
+        match self {
+            Step::Orgs => &[
+                Entity::Orgs,
+                Entity::AcademicSessions,
+                Entity::Courses,
+                Entity::Classes,
+            ],
+            Step::Users => &[Entity::Users, Entity::Demographics],
+            Step::Enrollments => &[Entity::Enrollments],
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Orgs => "orgs",
+            Step::Users => "users",
+            Step::Enrollments => "enrollments",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|s| s.name() == name)
+    }
 }
+
+/// Most ids kept per entity and action to show what lies behind a count.
+pub const SAMPLE_IDS: usize = 20;
+
+/// The labels of the counts that keep sample ids.
+const SAMPLED: [&str; 4] = ["update", "archive", "restore", "kept_manual"];
 
 /// What the walk learned beyond the decisions.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,370 +92,15 @@ pub struct Walked {
     pub active_before: BTreeMap<Entity, u64>,
 }
 
-/// A stored record, as planning sees it.
-#[derive(Clone, Copy)]
-struct Known {
-    sis_hash: u64,
-    active: bool,
-    manual_origin: bool,
-    manual_archive: bool,
-    manual_fields: bool,
-    seen: bool,
-}
-
-/// The tenant's filters, as they apply while the walk goes on. Scope carries over between batches: what the
-/// tenant already holds (and which schools it takes) is read from the store, so a delta bundle is judged the
-/// same way as the bulk load before it.
-struct Scope {
-    filters: crate::model::Filters,
-    /// Every org known (stored or in the bundle): whether it is in scope.
-    orgs: FpMap<bool>,
-    /// Users and classes the tenant holds or this bundle admits.
-    users_in: HashSet<Fp>,
-    classes_in: HashSet<Fp>,
-}
-
-impl Scope {
-    fn new(tenant: &Tenant, store: &dyn Store) -> Result<Scope, PlanError> {
-        let mut scope = Scope {
-            filters: tenant.filters.clone(),
-            orgs: fp_map(),
-            users_in: HashSet::new(),
-            classes_in: HashSet::new(),
-        };
-        if scope.filters.is_empty() {
-            return Ok(scope);
-        }
-        for org in store.list_records(&tenant.id, Entity::Orgs)? {
-            let field = |name: &str| org.fields.get(name).map(String::as_str);
-            scope.note_org(&org.sourced_id, field("type"), field("identifier"));
-        }
-        let (users, classes) = (&mut scope.users_in, &mut scope.classes_in);
-        store.snapshot(&tenant.id, Entity::Users, &mut |s| {
-            users.insert(Fp::of(s.sourced_id.as_bytes()));
-        })?;
-        store.snapshot(&tenant.id, Entity::Classes, &mut |s| {
-            classes.insert(Fp::of(s.sourced_id.as_bytes()));
-        })?;
-        Ok(scope)
-    }
-
-    fn note_org(&mut self, id: &str, kind: Option<&str>, identifier: Option<&str>) {
-        let wanted = kind != Some("school")
-            || self.filters.schools.is_empty()
-            || self
-                .filters
-                .schools
-                .iter()
-                .any(|s| s == id || identifier == Some(s.as_str()));
-        self.orgs.insert(Fp::of(id.as_bytes()), wanted);
-    }
-
-    /// An org is in scope unless it is a school the filters leave out; with a school filter, an org the
-    /// tenant has never seen is not in scope either.
-    fn org_in(&self, id: &str) -> bool {
-        match self.orgs.get(&Fp::of(id.as_bytes())) {
-            Some(wanted) => *wanted,
-            None => self.filters.schools.is_empty(),
-        }
-    }
-
-    fn admits(&mut self, entity: Entity, row: &Row<'_>) -> bool {
-        if self.filters.is_empty() {
-            return true;
-        }
-        let field = |name: &str| row.get(name).unwrap_or("");
-        let fp = Fp::of(row.sourced_id().as_bytes());
-        let (admitted, set) = match entity {
-            Entity::Orgs => {
-                self.note_org(row.sourced_id(), row.get("type"), row.get("identifier"));
-                (self.org_in(row.sourced_id()), None)
-            }
-            Entity::AcademicSessions => (true, None),
-            Entity::Courses => (self.org_in(field("orgSourcedId")), None),
-            Entity::Classes => (
-                self.org_in(field("schoolSourcedId")),
-                Some(&mut self.classes_in),
-            ),
-            Entity::Users => {
-                let in_org = field("orgSourcedIds")
-                    .split(',')
-                    .any(|o| self.org_in(o.trim()));
-                let role = field("role");
-                let in_role =
-                    self.filters.roles.is_empty() || self.filters.roles.iter().any(|r| r == role);
-                let grades = field("grades");
-                let in_grade = self.filters.grades.is_empty()
-                    || role != "student"
-                    || grades.is_empty()
-                    || grades
-                        .split(',')
-                        .any(|g| self.filters.grades.iter().any(|f| f == g.trim()));
-                (in_org && in_role && in_grade, Some(&mut self.users_in))
-            }
-            Entity::Demographics => (self.users_in.contains(&fp), None),
-            Entity::Enrollments => {
-                let user = Fp::of(field("userSourcedId").as_bytes());
-                let class = Fp::of(field("classSourcedId").as_bytes());
-                (
-                    self.users_in.contains(&user) && self.classes_in.contains(&class),
-                    None,
-                )
-            }
-        };
-        if let Some(set) = set {
-            if admitted {
-                set.insert(fp);
-            } else {
-                set.remove(&fp);
-            }
-        }
-        admitted
-    }
-}
-
-/// Walks the bundle once, calling `sink` with every decision. `modes` gives each present file's mode.
-pub fn walk(
-    bundle: &mut Bundle,
-    modes: &BTreeMap<crate::spec::FileKind, Option<Mode>>,
-    tenant: &Tenant,
-    store: &dyn Store,
-    limits: &Limits,
-    progress: &dyn Progress,
-    sink: &mut dyn Sink,
-) -> Result<Walked, PlanError> {
-    let mut walked = Walked::default();
-    let mut scope = Scope::new(tenant, store)?;
-    for entity in Entity::ALL {
-        let mut known: FpMap<Known> = fp_map();
-        let mut active = 0;
-        store.snapshot(&tenant.id, entity, &mut |s| {
-            active += u64::from(s.active);
-            known.insert(
-                Fp::of(s.sourced_id.as_bytes()),
-                Known {
-                    sis_hash: s.sis_hash,
-                    active: s.active,
-                    manual_origin: s.manual_origin,
-                    manual_archive: s.manual_archive,
-                    manual_fields: s.manual_fields,
-                    seen: false,
-                },
-            );
-        })?;
-        walked.active_before.insert(entity, active);
-        let kind = entity.file_kind();
-        let Some(mode) = modes.get(&kind).copied().flatten() else {
-            continue;
-        };
-        for_each_row(
-            bundle,
-            kind,
-            limits,
-            progress,
-            |row: &Row<'_>| -> Result<(), PlanError> {
-                let fp = Fp::of(row.sourced_id().as_bytes());
-                let existing = known.get_mut(&fp).map(|k| {
-                    k.seen = true;
-                    *k
-                });
-                let action = if scope.admits(entity, row) {
-                    decide(tenant, store, entity, row, existing)?
-                } else {
-                    match existing {
-                        Some(k) if k.active && !k.manual_origin => Action::Archive,
-                        _ => Action::OutOfScope,
-                    }
-                };
-                sink.decided(entity, action, row.sourced_id(), Some(row))
-            },
-        )?;
-        let omitted = known
-            .values()
-            .filter(|k| !k.seen && k.active && !k.manual_origin)
-            .count();
-        if mode == Mode::Bulk && omitted > 0 {
-            // A bulk file is the whole set: what it leaves out is archived (records made by hand stay).
-            let mut omitted = Vec::new();
-            store.snapshot(&tenant.id, entity, &mut |s| {
-                if let Some(k) = known.get(&Fp::of(s.sourced_id.as_bytes()))
-                    && !k.seen
-                    && k.active
-                    && !k.manual_origin
-                {
-                    omitted.push(s.sourced_id);
-                }
-            })?;
-            omitted.sort();
-            for id in omitted {
-                sink.decided(entity, Action::Archive, &id, None)?;
-            }
-        }
-    }
-    Ok(walked)
-}
-
-/// The decision for one row the SIS sent, within scope.
-fn decide(
-    tenant: &Tenant,
-    store: &dyn Store,
-    entity: Entity,
-    row: &Row<'_>,
-    existing: Option<Known>,
-) -> Result<Action, PlanError> {
-    let preserve = tenant.policy == Policy::PreserveManual;
-    let Some(k) = existing else {
-        return Ok(if row.deleting() {
-            Action::Unchanged
-        } else {
-            Action::Create
-        });
-    };
-    if k.manual_origin && preserve {
-        // A record made by hand that the SIS also sends: under preserve_manual the manual record stands.
-        return Ok(Action::KeptManual {
-            write: !row.deleting() && row.hash() != k.sis_hash,
-        });
-    }
-    if row.deleting() {
-        return Ok(if k.active {
-            Action::Archive
-        } else {
-            Action::Unchanged
-        });
-    }
-    let hash = row.hash();
-    if !k.active {
-        return Ok(if k.manual_archive && preserve {
-            Action::KeptManual {
-                write: hash != k.sis_hash,
-            }
-        } else {
-            Action::Restore
-        });
-    }
-    if !k.manual_fields && !k.manual_origin {
-        return Ok(if hash == k.sis_hash {
-            Action::Unchanged
-        } else {
-            Action::Update
-        });
-    }
-    // Manual work on the record: compare what would be in force after the sync with what is in force now.
-    let Some(record) = store.get_record(&tenant.id, entity, row.sourced_id())? else {
-        return Ok(Action::Create);
-    };
-    let after = merged(&record, &row.fields(), tenant.policy, "");
-    Ok(if after.fields != record.fields {
-        Action::Update
-    } else if after.sis_fields != record.sis_fields {
-        Action::KeptManual { write: true }
-    } else if record
-        .manual_fields()
-        .filter(|f| !entity.product_fields().contains(f) && *f != crate::apply::edit::STATUS_MARK)
-        .any(|f| record.fields.get(f).map(String::as_str) != row.get(f))
-    {
-        Action::KeptManual { write: false }
-    } else {
-        Action::Unchanged
-    })
-}
-
-/// The record after a sync sends `sis` for it: SIS values where the SIS owns the field, manual values where
-/// the policy keeps them, and product fields (never sent by the SIS) as they were.
-pub fn merged(
-    existing: &Record,
-    sis: &BTreeMap<String, String>,
-    policy: Policy,
-    batch: &str,
-) -> Record {
-    let mut after = existing.clone();
-    if existing.origin == Origin::Manual && policy == Policy::PreserveManual {
-        // A record made by hand stays as it was made; the SIS's values are only recorded beside it.
-        after.sis_fields = sis.clone();
-        return after;
-    }
-    let keep_manual = |field: &str| {
-        matches!(
-            existing.provenance.get(field),
-            Some(Provenance::Manual { .. })
-        ) && (policy == Policy::PreserveManual || existing.entity.product_fields().contains(&field))
-    };
-    let mut fields = BTreeMap::new();
-    let mut provenance = BTreeMap::new();
-    for (field, value) in sis {
-        if keep_manual(field) {
-            continue;
-        }
-        let same = existing.fields.get(field) == Some(value)
-            && matches!(existing.provenance.get(field), Some(Provenance::Sis { .. }));
-        let p = match (same, existing.provenance.get(field)) {
-            (true, Some(p)) => p.clone(),
-            _ => Provenance::Sis {
-                batch: batch.to_string(),
-            },
-        };
-        fields.insert(field.clone(), value.clone());
-        provenance.insert(field.clone(), p);
-    }
-    for (field, p) in &existing.provenance {
-        if keep_manual(field) {
-            if let Some(value) = existing.fields.get(field) {
-                fields.insert(field.clone(), value.clone());
-            }
-            provenance.insert(field.clone(), p.clone());
-        }
-    }
-    after.fields = fields;
-    after.provenance = provenance;
-    after.sis_fields = sis.clone();
-    if existing.origin == Origin::Manual && policy == Policy::SisWins {
-        after.origin = Origin::Sis;
-    }
-    after
-}
-
-/// A record the SIS sends for the first time.
-pub fn created(
-    entity: Entity,
-    sourced_id: &str,
-    sis: &BTreeMap<String, String>,
-    batch: &str,
-) -> Record {
-    Record {
-        entity,
-        sourced_id: sourced_id.to_string(),
-        fields: sis.clone(),
-        sis_fields: sis.clone(),
-        provenance: sis
-            .keys()
-            .map(|k| {
-                (
-                    k.clone(),
-                    Provenance::Sis {
-                        batch: batch.to_string(),
-                    },
-                )
-            })
-            .collect(),
-        active: true,
-        origin: Origin::Sis,
-        archived_by: None,
-        batch: Some(batch.to_string()),
-        created_batch: Some(batch.to_string()),
-    }
-}
-
-/// Most ids kept per entity and action to show what lies behind a count.
-pub const SAMPLE_IDS: usize = 20;
-
-/// The plan: counts per entity and action, with sample ids behind the interesting ones.
+/// The plan: counts per entity and action, with sample ids behind the interesting ones, and the chunks that
+/// hold its changes in apply order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     pub counts: BTreeMap<Entity, Counts>,
     /// Up to [`SAMPLE_IDS`] ids per entity and action (`update`, `archive`, `restore`, `kept_manual`).
     pub samples: BTreeMap<(Entity, &'static str), Vec<String>>,
     pub walked: Walked,
+    pub chunks: Vec<ChunkInfo>,
 }
 
 impl Plan {
@@ -435,65 +114,366 @@ impl Plan {
             ..Plan::default()
         }
     }
+
+    /// Counts one decision (and keeps its id as a sample when the count is one worth a look).
+    pub fn count(&mut self, entity: Entity, action: Action, sourced_id: &str) {
+        let counts = self.counts.entry(entity).or_default();
+        counts.add(action.label(), 1);
+        let label = action.label();
+        if let Some(label) = SAMPLED.into_iter().find(|l| *l == label) {
+            let ids = self.samples.entry((entity, label)).or_default();
+            if ids.len() < SAMPLE_IDS {
+                ids.push(sourced_id.to_string());
+            }
+        }
+    }
+
+    /// Whether applying the plan would write anything.
+    pub fn writes_nothing(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// The plans of the three steps put together, chunks numbered in apply order.
+    pub fn assemble(steps: &[StepPlan]) -> Plan {
+        let mut plan = Plan::new();
+        for step in steps {
+            for (entity, part) in &step.entities {
+                plan.counts.insert(*entity, part.counts);
+                plan.walked
+                    .active_before
+                    .insert(*entity, part.active_before);
+                for (label, ids) in &part.samples {
+                    if let Some(label) = SAMPLED.into_iter().find(|l| l == label) {
+                        plan.samples.insert((*entity, label), ids.clone());
+                    }
+                }
+            }
+            plan.chunks.extend(step.chunks.iter().cloned());
+        }
+        plan.chunks.sort_by_key(ChunkInfo::order);
+        for (n, chunk) in plan.chunks.iter_mut().enumerate() {
+            chunk.number = n as u32 + 1;
+        }
+        plan
+    }
+
+    /// The plan as the file `plan.json` holds it.
+    pub fn to_file(&self, tenant: &str, batch: &str) -> PlanFile {
+        let mut entities: BTreeMap<Entity, EntityPlan> = BTreeMap::new();
+        for (entity, counts) in &self.counts {
+            let part = entities.entry(*entity).or_default();
+            part.counts = *counts;
+            part.active_before = self.walked.active_before.get(entity).copied().unwrap_or(0);
+        }
+        for ((entity, label), ids) in &self.samples {
+            entities
+                .entry(*entity)
+                .or_default()
+                .samples
+                .insert(label.to_string(), ids.clone());
+        }
+        PlanFile {
+            tenant: tenant.to_string(),
+            batch: batch.to_string(),
+            entities,
+            chunks: self.chunks.clone(),
+        }
+    }
+
+    pub fn from_file(file: &PlanFile) -> Plan {
+        let step = StepPlan {
+            step: None,
+            entities: file.entities.clone(),
+            chunks: Vec::new(),
+        };
+        let mut plan = Plan::assemble(&[step]);
+        plan.chunks = file.chunks.clone();
+        plan
+    }
 }
 
-impl Sink for Plan {
+/// One entity's part of a plan, as stored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntityPlan {
+    pub counts: Counts,
+    /// Active records before the sync.
+    pub active_before: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub samples: BTreeMap<String, Vec<String>>,
+}
+
+/// What one plan step decided, as it hands it on (`{step}.json` beside its chunks).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepPlan {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Step>,
+    pub entities: BTreeMap<Entity, EntityPlan>,
+    pub chunks: Vec<ChunkInfo>,
+}
+
+/// A whole plan, as `plan.json` holds it: the counts, samples and chunks the guard and apply read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlanFile {
+    pub tenant: String,
+    pub batch: String,
+    pub entities: BTreeMap<Entity, EntityPlan>,
+    pub chunks: Vec<ChunkInfo>,
+}
+
+/// What every plan step needs to know about the run.
+pub struct StepInput<'a> {
+    pub tenant: &'a Tenant,
+    /// The batch being planned.
+    pub batch: &'a str,
+    /// Each present file's mode (from the validation report).
+    pub modes: &'a BTreeMap<FileKind, Option<Mode>>,
+    pub limits: &'a Limits,
+    /// Most changes in one chunk.
+    pub chunk_size: usize,
+    pub compression: Compression,
+}
+
+/// Where a plan is staged: a blob store and a key prefix (`staged/{tenant}/{batch}/`, or empty for a folder
+/// of its own).
+#[derive(Clone, Copy)]
+pub struct Staging<'a> {
+    pub blobs: &'a dyn BlobStore,
+    pub prefix: &'a str,
+}
+
+impl Staging<'_> {
+    fn key(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    fn put_json<T: Serialize>(&self, name: &str, value: &T) -> Result<(), PlanError> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|e| PlanError::Staged {
+            what: self.key(name),
+            reason: e.to_string(),
+        })?;
+        Ok(self.blobs.put(&self.key(name), &bytes)?)
+    }
+
+    fn get_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, PlanError> {
+        let key = self.key(name);
+        let bytes = self.blobs.get(&key)?.ok_or_else(|| PlanError::Staged {
+            what: key.clone(),
+            reason: "it is not in the blob store".into(),
+        })?;
+        serde_json::from_slice(&bytes).map_err(|e| PlanError::Staged {
+            what: key,
+            reason: e.to_string(),
+        })
+    }
+
+    /// The scope a step hands on.
+    pub fn put_scope(&self, after: Step, scope: &Scope) -> Result<(), PlanError> {
+        Ok(self.blobs.put(
+            &self.key(&format!("{}.scope", after.name())),
+            &scope.encode(),
+        )?)
+    }
+
+    /// The scope the step before `step` handed on (a fresh one for the first step).
+    pub fn scope_before(&self, step: Step, tenant: &Tenant) -> Result<Scope, PlanError> {
+        let before = match step {
+            Step::Orgs => return Ok(Scope::new(tenant)),
+            Step::Users => Step::Orgs,
+            Step::Enrollments => Step::Users,
+        };
+        let key = self.key(&format!("{}.scope", before.name()));
+        let bytes = self.blobs.get(&key)?.ok_or_else(|| PlanError::Staged {
+            what: key,
+            reason: format!("the {} step has not run", before.name()),
+        })?;
+        Scope::decode(&bytes)
+    }
+
+    pub fn put_step(&self, plan: &StepPlan) -> Result<(), PlanError> {
+        let step = plan.step.map_or("step", Step::name);
+        self.put_json(&format!("{step}.json"), plan)
+    }
+
+    pub fn step(&self, step: Step) -> Result<StepPlan, PlanError> {
+        self.get_json(&format!("{}.json", step.name()))
+    }
+
+    pub fn put_plan(&self, plan: &PlanFile) -> Result<(), PlanError> {
+        self.put_json("plan.json", plan)
+    }
+
+    pub fn plan(&self) -> Result<PlanFile, PlanError> {
+        self.get_json("plan.json")
+    }
+
+    /// Removes everything staged under the prefix.
+    pub fn clear(&self) -> Result<(), PlanError> {
+        Ok(self.blobs.delete_prefix(self.prefix)?)
+    }
+}
+
+/// Runs one plan step: reads the scope the step before kept, plans the step's files, writes their changes as
+/// chunks, and stores the step's plan and the scope it hands on.
+pub fn run_step(
+    step: Step,
+    bundle: &mut Bundle,
+    input: &StepInput<'_>,
+    store: &dyn RecordRead,
+    staging: Staging<'_>,
+    progress: &dyn Progress,
+) -> Result<StepPlan, PlanError> {
+    let mut scope = staging.scope_before(step, input.tenant)?;
+    let plan = plan_step(step, bundle, input, &mut scope, store, staging, progress)?;
+    staging.put_scope(step, &scope)?;
+    staging.put_step(&plan)?;
+    Ok(plan)
+}
+
+/// Runs the three steps one after the other in this process (the scope handed on in memory), and stores the
+/// plan they make together.
+pub fn plan_all(
+    bundle: &mut Bundle,
+    input: &StepInput<'_>,
+    store: &dyn RecordRead,
+    staging: Staging<'_>,
+    progress: &dyn Progress,
+) -> Result<Plan, PlanError> {
+    let mut scope = Scope::new(input.tenant);
+    let mut steps = Vec::new();
+    for step in Step::ALL {
+        let plan = plan_step(step, bundle, input, &mut scope, store, staging, progress)?;
+        staging.put_step(&plan)?;
+        steps.push(plan);
+    }
+    let plan = Plan::assemble(&steps);
+    staging.put_plan(&plan.to_file(&input.tenant.id, input.batch))?;
+    Ok(plan)
+}
+
+/// Records every decision of a step: counts, samples, and the changes into chunks.
+struct Recorder<'w, 'b> {
+    plan: Plan,
+    chunks: &'w mut ChunkWriter<'b>,
+}
+
+impl Recorder<'_, '_> {
     fn decided(
         &mut self,
         entity: Entity,
         action: Action,
         sourced_id: &str,
-        _row: Option<&Row<'_>>,
+        version: Option<u64>,
+        row: Option<&Row<'_>>,
     ) -> Result<(), PlanError> {
-        let counts = self.counts.entry(entity).or_default();
-        let label = match action {
-            Action::Create => {
-                counts.create += 1;
-                return Ok(());
-            }
-            Action::Unchanged => {
-                counts.unchanged += 1;
-                return Ok(());
-            }
-            Action::OutOfScope => {
-                counts.out_of_scope += 1;
-                return Ok(());
-            }
-            Action::Update => {
-                counts.update += 1;
-                "update"
-            }
-            Action::Archive => {
-                counts.archive += 1;
-                "archive"
-            }
-            Action::Restore => {
-                counts.restore += 1;
-                "restore"
-            }
-            Action::KeptManual { .. } => {
-                counts.kept_manual += 1;
-                "kept_manual"
-            }
-        };
-        let ids = self.samples.entry((entity, label)).or_default();
-        if ids.len() < SAMPLE_IDS {
-            ids.push(sourced_id.to_string());
+        self.plan.count(entity, action, sourced_id);
+        // The values are copied out of the row only for records that are written.
+        let sis = || row.map(Row::fields).unwrap_or_default();
+        if let Some(change) = Change::of(entity, sourced_id, action, version, sis) {
+            self.chunks.push(change)?;
         }
         Ok(())
     }
 }
 
-/// Counts what a bundle would do, changing nothing.
-pub fn plan(
+/// Plans one step's files against the store, changing `scope` as the step's rows admit or drop records.
+fn plan_step(
+    step: Step,
     bundle: &mut Bundle,
-    modes: &BTreeMap<crate::spec::FileKind, Option<Mode>>,
-    tenant: &Tenant,
-    store: &dyn Store,
-    limits: &Limits,
+    input: &StepInput<'_>,
+    scope: &mut Scope,
+    store: &dyn RecordRead,
+    staging: Staging<'_>,
     progress: &dyn Progress,
-) -> Result<Plan, PlanError> {
-    let mut plan = Plan::new();
-    plan.walked = walk(bundle, modes, tenant, store, limits, progress, &mut plan)?;
-    Ok(plan)
+) -> Result<StepPlan, PlanError> {
+    let tenant = input.tenant;
+    let mut writer = ChunkWriter::new(
+        staging.blobs,
+        staging.prefix,
+        input.chunk_size,
+        input.compression,
+    );
+    let mut recorder = Recorder {
+        plan: Plan::default(),
+        chunks: &mut writer,
+    };
+    for &entity in step.entities() {
+        scope.load(&tenant.id, entity, store)?;
+        let mut known: FpMap<(Known, bool)> = fp_map();
+        let mut active = 0;
+        store.snapshot(&tenant.id, entity, &mut |s| {
+            active += u64::from(s.active);
+            known.insert(
+                Fp::of(s.sourced_id.as_bytes()),
+                (Known::of_snapshot(&s), false),
+            );
+        })?;
+        recorder.plan.walked.active_before.insert(entity, active);
+        recorder.plan.counts.entry(entity).or_default();
+        let kind = entity.file_kind();
+        if let Some(mode) = input.modes.get(&kind).copied().flatten() {
+            for_each_row(
+                bundle,
+                kind,
+                input.limits,
+                progress,
+                |row: &Row<'_>| -> Result<(), PlanError> {
+                    let existing =
+                        known
+                            .get_mut(&Fp::of(row.sourced_id().as_bytes()))
+                            .map(|(k, seen)| {
+                                *seen = true;
+                                *k
+                            });
+                    let action = if scope.admits(entity, row) {
+                        decide(tenant.policy, entity, row, existing, &mut || {
+                            store.get_record(&tenant.id, entity, row.sourced_id())
+                        })?
+                    } else {
+                        decide_unsent(ArchiveWhy::OutOfScope, existing)
+                    };
+                    let version = existing.map(|k| k.version);
+                    recorder.decided(entity, action, row.sourced_id(), version, Some(row))
+                },
+            )?;
+            let omitted = known
+                .values()
+                .filter(|(k, seen)| !seen && k.active && !k.manual_origin)
+                .count();
+            if mode == Mode::Bulk && omitted > 0 {
+                // A bulk file is the whole set: what it leaves out is archived (records made by hand stay).
+                let mut omitted = Vec::new();
+                store.snapshot(&tenant.id, entity, &mut |s| {
+                    if let Some((k, false)) = known.get(&Fp::of(s.sourced_id.as_bytes()))
+                        && k.active
+                        && !k.manual_origin
+                    {
+                        omitted.push((s.sourced_id, k.version));
+                    }
+                })?;
+                omitted.sort();
+                for (id, version) in omitted {
+                    let action = Action::Archive(ArchiveWhy::Omitted);
+                    recorder.decided(entity, action, &id, Some(version), None)?;
+                }
+            }
+        }
+        recorder.chunks.finish_entity(entity)?;
+    }
+    let plan = recorder.plan;
+    let mut step_plan = StepPlan {
+        step: Some(step),
+        entities: BTreeMap::new(),
+        chunks: writer.finish()?,
+    };
+    for &entity in step.entities() {
+        let part = step_plan.entities.entry(entity).or_default();
+        part.counts = plan.counts.get(&entity).copied().unwrap_or_default();
+        part.active_before = plan.walked.active_before.get(&entity).copied().unwrap_or(0);
+        for ((e, label), ids) in &plan.samples {
+            if *e == entity {
+                part.samples.insert(label.to_string(), ids.clone());
+            }
+        }
+    }
+    Ok(step_plan)
 }

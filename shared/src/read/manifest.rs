@@ -2,8 +2,8 @@
 //! it is tiny and because the quirks worth a warning (quoted values, stray spaces, `1` for `1.0`) are only
 //! visible in the raw text.
 
-use crate::validate::finding::{Code, Finding, shown_value};
 use crate::spec::{FileKind, Mode};
+use crate::validate::finding::{Code, Finding, shown_value};
 use std::collections::{BTreeMap, HashSet};
 
 const FILE: &str = "manifest.csv";

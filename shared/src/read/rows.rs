@@ -2,10 +2,10 @@
 //! the validator uses; only the row at hand is held, and a row's values are copied out only for records that
 //! are written (an unchanged record is recognised by its hash, computed in place).
 
-use crate::read::csvread::{Next, RecordReader};
-use crate::read::bundle::{Bundle, InputError};
 use crate::limits::Limits;
 use crate::progress::Progress;
+use crate::read::bundle::{Bundle, InputError};
+use crate::read::csvread::{Next, RecordReader};
 use crate::spec::FileKind;
 use std::collections::BTreeMap;
 use std::io::Read;

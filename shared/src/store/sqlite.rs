@@ -1,16 +1,18 @@
-//! The embedded store: one SQLite database file holding tenants, batches, records with provenance, undo
-//! information and leases. A batch's writes are one SQLite transaction, so a failure midway leaves the previous
-//! roster readable and nothing half-applied.
+//! The embedded store: one SQLite database file holding tenants, batches, records with provenance and versions,
+//! undo pages, chunk results and leases. Every record write is one statement conditional on the version it
+//! expects; a unit of work (a batch's whole apply) is one SQLite transaction, so a failure midway leaves the
+//! previous roster readable and nothing half-applied.
 
 use super::{
-    BatchStore, Change, LeaseStore, RecordRead, RecordWrite, Snapshot, StoreError, StoreResult,
-    TenantStore, Transaction, UndoItem, UndoStore,
+    Atomic, BatchStore, ChunkResult, Expect, Lease, LeaseStore, RecordRead, RecordWrite, Snapshot,
+    StoreError, StoreResult, TenantStore, UndoItem, UndoStore, Unit, Write,
 };
-use crate::model::{Batch, Entity, Origin, Provenance, Record, Tenant, content_hash, now};
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::model::{Batch, Entity, Origin, Provenance, Record, Tenant, content_hash};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::io::{Read, Write as _};
 use std::path::Path;
 
 const SCHEMA: &str = "
@@ -26,22 +28,29 @@ CREATE TABLE IF NOT EXISTS records (
     fields TEXT NOT NULL, sis_fields TEXT, manual TEXT, sis_batches TEXT,
     active INTEGER NOT NULL, origin TEXT NOT NULL, archived_by TEXT,
     batch TEXT, created_batch TEXT, sis_hash INTEGER NOT NULL, username TEXT,
+    version INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, entity, sourced_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_by_username ON records (tenant, username) WHERE username IS NOT NULL;
 CREATE TABLE IF NOT EXISTS user_ids (
     tenant TEXT NOT NULL, kind TEXT NOT NULL, identifier TEXT NOT NULL, sourced_id TEXT NOT NULL,
     PRIMARY KEY (tenant, kind, identifier, sourced_id)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS user_ids_by_user ON user_ids (tenant, sourced_id);
-CREATE TABLE IF NOT EXISTS undo (
-    batch TEXT NOT NULL, seq INTEGER NOT NULL, entity TEXT NOT NULL, sourced_id TEXT NOT NULL,
-    prior TEXT NOT NULL, PRIMARY KEY (batch, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS leases (tenant TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS undo_pages (
+    tenant TEXT NOT NULL, batch TEXT NOT NULL, chunk INTEGER NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (tenant, batch, chunk)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chunk_results (
+    tenant TEXT NOT NULL, batch TEXT NOT NULL, chunk INTEGER NOT NULL, data TEXT NOT NULL,
+    PRIMARY KEY (tenant, batch, chunk)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tenant_leases (
+    tenant TEXT PRIMARY KEY, holder TEXT NOT NULL, purpose TEXT NOT NULL, batch TEXT,
+    acquired_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
 ";
 
 /// A roster database file.
 pub struct SqliteStore {
     conn: Connection,
     written: Cell<u64>,
+    savepoints: Cell<u32>,
 }
 
 fn backend(doing: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -86,6 +95,32 @@ impl SqliteStore {
         Self::with_connection(conn).map_err(|e| open_err(e.to_string()))
     }
 
+    /// Opens an existing database for reading only: nothing is created, and a database the user may read but
+    /// not write can still be read.
+    pub fn open_read_only(path: &Path) -> StoreResult<SqliteStore> {
+        let open_err = |reason: String| StoreError::Open {
+            path: path.display().to_string(),
+            reason,
+        };
+        if !path.is_file() {
+            return Err(open_err(
+                "there is no database there (nothing has been synced with it yet)".into(),
+            ));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| open_err(e.to_string()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(60))
+            .map_err(|e| open_err(e.to_string()))?;
+        Ok(SqliteStore {
+            conn,
+            written: Cell::new(0),
+            savepoints: Cell::new(0),
+        })
+    }
+
     /// A throwaway database in memory (tests).
     pub fn in_memory() -> StoreResult<SqliteStore> {
         let conn =
@@ -98,24 +133,70 @@ impl SqliteStore {
             .map_err(backend("setting the busy timeout"))?;
         conn.execute_batch(SCHEMA)
             .map_err(backend("creating the schema"))?;
+        // Databases made before records had versions get the column (every record starts at version 0).
+        let has_version: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('records') WHERE name = 'version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(backend("reading the schema"))?;
+        if !has_version {
+            conn.execute_batch("ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
+                .map_err(backend("adding record versions"))?;
+        }
         Ok(SqliteStore {
             conn,
             written: Cell::new(0),
+            savepoints: Cell::new(0),
         })
     }
 
-    /// Runs `work` in one write transaction: all of it, or (on any error) none of it.
-    fn atomically<T>(&self, doing: &str, work: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+    /// Records written so far by this handle (tests and benchmarks: a no-op sync writes none).
+    pub fn records_written(&self) -> u64 {
+        self.written.get()
+    }
+
+    /// Starts a transaction, or a savepoint inside the one already open.
+    fn begin(&self, doing: &str) -> StoreResult<Option<String>> {
+        if self.conn.is_autocommit() {
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(backend(doing))?;
+            return Ok(None);
+        }
+        let n = self.savepoints.get() + 1;
+        self.savepoints.set(n);
+        let name = format!("sp{n}");
         self.conn
-            .execute_batch("BEGIN IMMEDIATE")
+            .execute_batch(&format!("SAVEPOINT {name}"))
             .map_err(backend(doing))?;
+        Ok(Some(name))
+    }
+
+    fn finish(&self, savepoint: Option<String>, doing: &str, ok: bool) -> StoreResult<()> {
+        let sql = match (&savepoint, ok) {
+            (None, true) => "COMMIT".to_string(),
+            (None, false) => "ROLLBACK".to_string(),
+            (Some(name), true) => format!("RELEASE {name}"),
+            (Some(name), false) => format!("ROLLBACK TO {name}; RELEASE {name}"),
+        };
+        if savepoint.is_some() {
+            self.savepoints.set(self.savepoints.get().saturating_sub(1));
+        }
+        self.conn.execute_batch(&sql).map_err(backend(doing))
+    }
+
+    /// Runs `work` atomically: all of it, or (on any error) none of it.
+    fn atomically<T>(&self, doing: &str, work: impl FnOnce() -> StoreResult<T>) -> StoreResult<T> {
+        let savepoint = self.begin(doing)?;
         match work() {
             Ok(value) => {
-                self.conn.execute_batch("COMMIT").map_err(backend(doing))?;
+                self.finish(savepoint, doing, true)?;
                 Ok(value)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.finish(savepoint, doing, false);
                 Err(e)
             }
         }
@@ -125,52 +206,99 @@ impl SqliteStore {
         self.written.set(self.written.get() + 1);
     }
 
-    fn put_record(&self, tenant: &str, record: &Record) -> StoreResult<()> {
-        self.put_record_as(tenant, record, false)
-    }
-
-    /// Writes a record; `is_new` skips clearing index rows a new record cannot have.
-    fn put_record_as(&self, tenant: &str, record: &Record, is_new: bool) -> StoreResult<()> {
-        let row = encode(record)?;
-        self.conn
-            .prepare_cached(
-                "INSERT OR REPLACE INTO records (tenant, entity, sourced_id, fields, sis_fields, manual, sis_batches,
-                 active, origin, archived_by, batch, created_batch, sis_hash, username)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-            )
-            .and_then(|mut st| {
-                st.execute(params![
-                    tenant,
+    /// One conditional write; whether it found the record as expected.
+    fn write_one(&self, tenant: &str, write: &Write) -> StoreResult<bool> {
+        let (entity, id, applied, is_new) = match write {
+            Write::Put { record, expect } => {
+                let row = encode(record)?;
+                let (sis_hash, version) = (row.sis_hash as i64, record.version as i64);
+                let (entity, origin, archived_by) = (
                     record.entity.name(),
-                    record.sourced_id,
-                    row.fields,
-                    row.sis_fields,
-                    row.manual,
-                    row.sis_batches,
-                    record.active,
                     record.origin.as_str(),
                     record.archived_by.map(Origin::as_str),
-                    record.batch,
-                    record.created_batch,
-                    row.sis_hash as i64,
-                    row.username,
-                ])
-            })
-            .map_err(backend("writing a record"))?;
-        if record.entity == Entity::Users {
-            self.put_user_ids(tenant, record, is_new)?;
+                );
+                let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+                    &tenant,
+                    &entity,
+                    &record.sourced_id,
+                    &row.fields,
+                    &row.sis_fields,
+                    &row.manual,
+                    &row.sis_batches,
+                    &record.active,
+                    &origin,
+                    &archived_by,
+                    &record.batch,
+                    &record.created_batch,
+                    &sis_hash,
+                    &row.username,
+                    &version,
+                ];
+                let expected = match expect {
+                    Expect::Absent => 0,
+                    Expect::Version(v) => *v as i64,
+                };
+                let sql = match expect {
+                    Expect::Absent => {
+                        "INSERT INTO records (tenant, entity, sourced_id, fields, sis_fields, manual, sis_batches,
+                         active, origin, archived_by, batch, created_batch, sis_hash, username, version)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                         ON CONFLICT DO NOTHING"
+                    }
+                    Expect::Version(_) => {
+                        values.push(&expected);
+                        "UPDATE records SET fields = ?4, sis_fields = ?5, manual = ?6, sis_batches = ?7,
+                         active = ?8, origin = ?9, archived_by = ?10, batch = ?11, created_batch = ?12,
+                         sis_hash = ?13, username = ?14, version = ?15
+                         WHERE tenant = ?1 AND entity = ?2 AND sourced_id = ?3 AND version = ?16"
+                    }
+                };
+                let changed = self
+                    .conn
+                    .prepare_cached(sql)
+                    .and_then(|mut st| st.execute(values.as_slice()))
+                    .map_err(backend("writing a record"))?;
+                (
+                    record.entity,
+                    &record.sourced_id,
+                    changed == 1,
+                    *expect == Expect::Absent,
+                )
+            }
+            Write::Delete {
+                entity,
+                sourced_id,
+                version,
+            } => {
+                let changed = self
+                    .conn
+                    .prepare_cached(
+                        "DELETE FROM records WHERE tenant = ?1 AND entity = ?2 AND sourced_id = ?3 AND version = ?4",
+                    )
+                    .and_then(|mut st| st.execute(params![tenant, entity.name(), sourced_id, *version as i64]))
+                    .map_err(backend("deleting a record"))?;
+                (*entity, sourced_id, changed == 1, false)
+            }
+        };
+        if !applied {
+            return Ok(false);
+        }
+        if entity == Entity::Users {
+            if !is_new {
+                self.conn
+                    .prepare_cached("DELETE FROM user_ids WHERE tenant = ?1 AND sourced_id = ?2")
+                    .and_then(|mut st| st.execute(params![tenant, id]))
+                    .map_err(backend("replacing a user's ids"))?;
+            }
+            if let Write::Put { record, .. } = write {
+                self.put_user_ids(tenant, record)?;
+            }
         }
         self.count_write();
-        Ok(())
+        Ok(true)
     }
 
-    fn put_user_ids(&self, tenant: &str, record: &Record, is_new: bool) -> StoreResult<()> {
-        if !is_new {
-            self.conn
-                .prepare_cached("DELETE FROM user_ids WHERE tenant = ?1 AND sourced_id = ?2")
-                .and_then(|mut st| st.execute(params![tenant, record.sourced_id]))
-                .map_err(backend("replacing a user's ids"))?;
-        }
+    fn put_user_ids(&self, tenant: &str, record: &Record) -> StoreResult<()> {
         for (kind, identifier) in user_ids(record.fields.get("userIds").map_or("", String::as_str))
         {
             self.conn
@@ -180,23 +308,6 @@ impl SqliteStore {
                 .and_then(|mut st| st.execute(params![tenant, kind, identifier, record.sourced_id]))
                 .map_err(backend("indexing a user's ids"))?;
         }
-        Ok(())
-    }
-
-    fn delete_record(&self, tenant: &str, entity: Entity, sourced_id: &str) -> StoreResult<()> {
-        self.conn
-            .prepare_cached(
-                "DELETE FROM records WHERE tenant = ?1 AND entity = ?2 AND sourced_id = ?3",
-            )
-            .and_then(|mut st| st.execute(params![tenant, entity.name(), sourced_id]))
-            .map_err(backend("deleting a record"))?;
-        if entity == Entity::Users {
-            self.conn
-                .prepare_cached("DELETE FROM user_ids WHERE tenant = ?1 AND sourced_id = ?2")
-                .and_then(|mut st| st.execute(params![tenant, sourced_id]))
-                .map_err(backend("deleting a user's ids"))?;
-        }
-        self.count_write();
         Ok(())
     }
 
@@ -308,9 +419,10 @@ struct RawRecord {
     archived_by: Option<String>,
     batch: Option<String>,
     created_batch: Option<String>,
+    version: i64,
 }
 
-const RECORD_COLUMNS: &str = "entity, sourced_id, fields, sis_fields, manual, sis_batches, active, origin, archived_by, batch, created_batch";
+const RECORD_COLUMNS: &str = "entity, sourced_id, fields, sis_fields, manual, sis_batches, active, origin, archived_by, batch, created_batch, version";
 
 fn raw_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
     Ok(RawRecord {
@@ -325,6 +437,7 @@ fn raw_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
         archived_by: row.get(8)?,
         batch: row.get(9)?,
         created_batch: row.get(10)?,
+        version: row.get(11)?,
     })
 }
 
@@ -393,6 +506,7 @@ fn decode(raw: RawRecord) -> StoreResult<Record> {
         archived_by: raw.archived_by.as_deref().map(origin).transpose()?,
         batch: raw.batch,
         created_batch: raw.created_batch,
+        version: raw.version.max(0) as u64,
     })
 }
 
@@ -467,20 +581,66 @@ impl BatchStore for SqliteStore {
             .map(|d| serde_json::from_str(d).map_err(corrupt("a batch")))
             .collect()
     }
+
+    fn put_chunk_result(
+        &self,
+        tenant: &str,
+        batch: &str,
+        chunk: u32,
+        result: &ChunkResult,
+    ) -> StoreResult<()> {
+        let data = serde_json::to_string(result).map_err(corrupt("a chunk's result"))?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO chunk_results (tenant, batch, chunk, data) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET data = excluded.data",
+            )
+            .and_then(|mut st| st.execute(params![tenant, batch, chunk, data]))
+            .map_err(backend("recording an applied chunk"))?;
+        Ok(())
+    }
+
+    fn chunk_results(&self, tenant: &str, batch: &str) -> StoreResult<BTreeMap<u32, ChunkResult>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT chunk, data FROM chunk_results WHERE tenant = ?1 AND batch = ?2 ORDER BY chunk",
+            )
+            .map_err(backend("reading applied chunks"))?;
+        let rows = st
+            .query_map(params![tenant, batch], |r| {
+                Ok((r.get::<_, u32>(0)?, r.get::<_, String>(1)?))
+            })
+            .map_err(backend("reading applied chunks"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend("reading applied chunks"))?;
+        rows.into_iter()
+            .map(|(chunk, data)| {
+                serde_json::from_str(&data)
+                    .map(|r| (chunk, r))
+                    .map_err(corrupt("a chunk's result"))
+            })
+            .collect()
+    }
 }
 
 impl RecordRead for SqliteStore {
-    fn get_record(
+    fn get_records(
         &self,
         tenant: &str,
         entity: Entity,
-        sourced_id: &str,
-    ) -> StoreResult<Option<Record>> {
+        ids: &[&str],
+    ) -> StoreResult<Vec<Option<Record>>> {
         let sql = format!(
             "SELECT {RECORD_COLUMNS} FROM records WHERE tenant = ?1 AND entity = ?2 AND sourced_id = ?3"
         );
-        let mut found = self.records_where(&sql, &[&tenant, &entity.name(), &sourced_id])?;
-        Ok(found.pop())
+        ids.iter()
+            .map(|id| {
+                Ok(self
+                    .records_where(&sql, &[&tenant, &entity.name(), id])?
+                    .pop())
+            })
+            .collect()
     }
 
     fn snapshot(
@@ -492,7 +652,7 @@ impl RecordRead for SqliteStore {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT sourced_id, sis_hash, active, origin, archived_by, manual IS NOT NULL
+                "SELECT sourced_id, sis_hash, active, origin, archived_by, manual IS NOT NULL, version
                  FROM records WHERE tenant = ?1 AND entity = ?2",
             )
             .map_err(backend("reading the roster"))?;
@@ -508,6 +668,7 @@ impl RecordRead for SqliteStore {
                     manual_origin: r.get::<_, String>(3)? == "manual",
                     manual_archive: r.get::<_, Option<String>>(4)?.as_deref() == Some("manual"),
                     manual_fields: r.get(5)?,
+                    version: r.get::<_, i64>(6)?.max(0) as u64,
                 })
             };
             each(read(row).map_err(backend("reading the roster"))?);
@@ -515,11 +676,22 @@ impl RecordRead for SqliteStore {
         Ok(())
     }
 
-    fn list_records(&self, tenant: &str, entity: Entity) -> StoreResult<Vec<Record>> {
+    fn list_records(
+        &self,
+        tenant: &str,
+        entity: Entity,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Vec<Record>> {
         let sql = format!(
-            "SELECT {RECORD_COLUMNS} FROM records WHERE tenant = ?1 AND entity = ?2 ORDER BY sourced_id"
+            "SELECT {RECORD_COLUMNS} FROM records WHERE tenant = ?1 AND entity = ?2 AND sourced_id > ?3
+             ORDER BY sourced_id LIMIT ?4"
         );
-        self.records_where(&sql, &[&tenant, &entity.name()])
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.records_where(
+            &sql,
+            &[&tenant, &entity.name(), &after.unwrap_or(""), &limit],
+        )
     }
 
     fn find_by_username(&self, tenant: &str, username: &str) -> StoreResult<Vec<Record>> {
@@ -542,191 +714,215 @@ impl RecordRead for SqliteStore {
         );
         self.records_where(&sql, &[&tenant, &kind, &identifier])
     }
+}
 
-    fn records_written(&self) -> u64 {
-        self.written.get()
+impl RecordWrite for SqliteStore {
+    fn write_records(&self, tenant: &str, writes: &[Write]) -> StoreResult<Vec<bool>> {
+        self.atomically("writing records", || {
+            writes.iter().map(|w| self.write_one(tenant, w)).collect()
+        })
     }
 }
 
-/// An open SQLite transaction for one batch; rolled back if dropped without commit.
-struct SqliteTransaction<'a> {
-    store: &'a SqliteStore,
-    tenant: String,
-    undo_seq: i64,
-    done: bool,
+/// Undo pages are stored compressed: a page of prior records is mostly repeated field names.
+fn pack(items: &[UndoItem]) -> StoreResult<Vec<u8>> {
+    let json = serde_json::to_vec(items).map_err(corrupt("undo information"))?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&json)
+        .and_then(|()| gz.finish())
+        .map_err(|e| StoreError::Backend {
+            doing: "compressing undo information".into(),
+            reason: e.to_string(),
+        })
 }
 
-impl Transaction for SqliteTransaction<'_> {
-    fn write(&mut self, change: Change) -> StoreResult<()> {
-        if let Some(before) = &change.before {
-            let batch = change.after.batch.clone().unwrap_or_default();
-            let prior = serde_json::to_string(&StoredPrior::from(before))
-                .map_err(corrupt("undo information"))?;
-            self.undo_seq += 1;
-            self.store
-                .conn
-                .prepare_cached(
-                    "INSERT INTO undo (batch, seq, entity, sourced_id, prior) VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .and_then(|mut st| {
-                    st.execute(params![batch, self.undo_seq, before.entity.name(), before.sourced_id, prior])
-                })
-                .map_err(backend("keeping undo information"))?;
-        }
-        self.store
-            .put_record_as(&self.tenant, &change.after, change.before.is_none())
+fn unpack(bytes: &[u8]) -> StoreResult<Vec<UndoItem>> {
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .read_to_end(&mut json)
+        .map_err(|e| StoreError::Corrupt {
+            what: "undo information".into(),
+            reason: e.to_string(),
+        })?;
+    serde_json::from_slice(&json).map_err(corrupt("undo information"))
+}
+
+impl UndoStore for SqliteStore {
+    fn put_undo(
+        &self,
+        tenant: &str,
+        batch: &str,
+        chunk: u32,
+        items: &[UndoItem],
+    ) -> StoreResult<()> {
+        let data = pack(items)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO undo_pages (tenant, batch, chunk, data) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO UPDATE SET data = excluded.data",
+            )
+            .and_then(|mut st| st.execute(params![tenant, batch, chunk, data]))
+            .map_err(backend("keeping undo information"))?;
+        Ok(())
     }
 
-    fn commit(mut self: Box<Self>, batch: &Batch) -> StoreResult<()> {
-        self.store.put_batch_row(batch)?;
-        self.store
+    fn undo_page(
+        &self,
+        tenant: &str,
+        batch: &str,
+        chunk: u32,
+    ) -> StoreResult<Option<Vec<UndoItem>>> {
+        let data: Option<Vec<u8>> = self
             .conn
-            .execute_batch("COMMIT")
-            .map_err(backend("committing the batch"))?;
-        self.done = true;
+            .prepare_cached(
+                "SELECT data FROM undo_pages WHERE tenant = ?1 AND batch = ?2 AND chunk = ?3",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![tenant, batch, chunk], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(backend("reading undo information"))?;
+        data.map(|d| unpack(&d)).transpose()
+    }
+
+    fn undo_chunks(&self, tenant: &str, batch: &str) -> StoreResult<Vec<u32>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT chunk FROM undo_pages WHERE tenant = ?1 AND batch = ?2 ORDER BY chunk",
+            )
+            .map_err(backend("reading undo information"))?;
+        st.query_map(params![tenant, batch], |r| r.get::<_, u32>(0))
+            .map_err(backend("reading undo information"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend("reading undo information"))
+    }
+
+    fn delete_undo(&self, tenant: &str, batch: &str) -> StoreResult<()> {
+        self.conn
+            .execute(
+                "DELETE FROM undo_pages WHERE tenant = ?1 AND batch = ?2",
+                params![tenant, batch],
+            )
+            .map_err(backend("clearing undo information"))?;
         Ok(())
     }
 }
 
-impl Drop for SqliteTransaction<'_> {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = self.store.conn.execute_batch("ROLLBACK");
-        }
-    }
-}
-
-/// A prior record state as kept for undo (the whole record).
-#[derive(Serialize, Deserialize)]
-struct StoredPrior {
-    record: Record,
-}
-
-impl From<&Record> for StoredPrior {
-    fn from(record: &Record) -> StoredPrior {
-        StoredPrior {
-            record: record.clone(),
-        }
-    }
-}
-
-impl RecordWrite for SqliteStore {
-    fn begin(&self, tenant: &str) -> StoreResult<Box<dyn Transaction + '_>> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(backend("starting the batch's transaction"))?;
-        Ok(Box::new(SqliteTransaction {
-            store: self,
-            tenant: tenant.to_string(),
-            undo_seq: 0,
-            done: false,
-        }))
-    }
-
-    fn write_manual(&self, tenant: &str, change: Change) -> StoreResult<()> {
-        self.put_record(tenant, &change.after)
-    }
-}
-
-impl UndoStore for SqliteStore {
-    fn undo_items(&self, tenant: &str, batch: &str) -> StoreResult<Vec<UndoItem>> {
-        let mut items = Vec::new();
-        let mut st = self
-            .conn
-            .prepare("SELECT prior FROM undo WHERE batch = ?1 ORDER BY seq")
-            .map_err(backend("reading undo information"))?;
-        let priors = st
-            .query_map([batch], |r| r.get::<_, String>(0))
-            .map_err(backend("reading undo information"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend("reading undo information"))?;
-        for prior in priors {
-            let stored: StoredPrior =
-                serde_json::from_str(&prior).map_err(corrupt("undo information"))?;
-            items.push(UndoItem {
-                entity: stored.record.entity,
-                sourced_id: stored.record.sourced_id.clone(),
-                before: Some(stored.record),
-            });
-        }
-        let mut st = self
-            .conn
-            .prepare(
-                "SELECT entity, sourced_id FROM records WHERE tenant = ?1 AND created_batch = ?2",
-            )
-            .map_err(backend("reading records a batch created"))?;
-        let created = st
-            .query_map(params![tenant, batch], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-            })
-            .map_err(backend("reading records a batch created"))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(backend("reading records a batch created"))?;
-        for (entity, sourced_id) in created {
-            let entity = Entity::parse(&entity).ok_or_else(|| StoreError::Corrupt {
-                what: "a record's entity".into(),
-                reason: entity.clone(),
-            })?;
-            items.push(UndoItem {
-                entity,
-                sourced_id,
-                before: None,
-            });
-        }
-        Ok(items)
-    }
-
-    fn restore(&self, tenant: &str, items: &[UndoItem], batch: &Batch) -> StoreResult<()> {
-        self.atomically("rolling back", || {
-            for item in items {
-                match &item.before {
-                    Some(record) => self.put_record(tenant, record)?,
-                    None => self.delete_record(tenant, item.entity, &item.sourced_id)?,
-                }
-            }
-            self.conn
-                .execute("DELETE FROM undo WHERE batch = ?1", [&batch.id])
-                .map_err(backend("clearing undo information"))?;
-            self.put_batch_row(batch)
-        })
-    }
+fn raw_lease(r: &rusqlite::Row<'_>) -> rusqlite::Result<Lease> {
+    Ok(Lease {
+        holder: r.get(0)?,
+        purpose: r.get(1)?,
+        batch: r.get(2)?,
+        acquired_at: r.get::<_, i64>(3)?.max(0) as u64,
+        expires_at: r.get::<_, i64>(4)?.max(0) as u64,
+    })
 }
 
 impl LeaseStore for SqliteStore {
-    fn acquire(&self, tenant: &str, holder: &str, ttl_secs: u64) -> StoreResult<Option<String>> {
-        let t = now() as i64;
-        self.atomically("taking the tenant's lease", || {
-        let current: Option<(String, i64)> = self
-            .conn
-            .query_row(
-                "SELECT holder, expires_at FROM leases WHERE tenant = ?1",
-                [tenant],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+    fn get_lease(&self, tenant: &str) -> StoreResult<Option<Lease>> {
+        self.conn
+            .prepare_cached(
+                "SELECT holder, purpose, batch, acquired_at, expires_at FROM tenant_leases WHERE tenant = ?1",
             )
-            .optional()
-            .map_err(backend("taking the tenant's lease"))?;
-        let taken_by_other = current.filter(|(h, expires)| h != holder && *expires > t).map(|(h, _)| h);
-        if taken_by_other.is_none() {
+            .and_then(|mut st| st.query_row([tenant], raw_lease).optional())
+            .map_err(backend("reading the tenant's lease"))
+    }
+
+    fn try_lease(
+        &self,
+        tenant: &str,
+        lease: &Lease,
+        replacing: Option<&Lease>,
+    ) -> StoreResult<bool> {
+        let doing = "taking the tenant's lease";
+        self.atomically(doing, || {
+            let current = self.get_lease(tenant)?;
+            if current.as_ref() != replacing {
+                return Ok(false);
+            }
             self.conn
                 .execute(
-                    "INSERT INTO leases (tenant, holder, expires_at) VALUES (?1, ?2, ?3)
-                     ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at",
-                    params![tenant, holder, t + ttl_secs as i64],
+                    "INSERT INTO tenant_leases (tenant, holder, purpose, batch, acquired_at, expires_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (tenant) DO UPDATE SET holder = excluded.holder, purpose = excluded.purpose,
+                     batch = excluded.batch, acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+                    params![
+                        tenant,
+                        lease.holder,
+                        lease.purpose,
+                        lease.batch,
+                        lease.acquired_at as i64,
+                        lease.expires_at as i64
+                    ],
                 )
-                .map_err(backend("taking the tenant's lease"))?;
-        }
-        Ok(taken_by_other)
+                .map_err(backend(doing))?;
+            Ok(true)
         })
     }
 
-    fn release(&self, tenant: &str, holder: &str) -> StoreResult<()> {
+    fn renew_lease(
+        &self,
+        tenant: &str,
+        holder: &str,
+        expires_at: u64,
+        batch: Option<&str>,
+    ) -> StoreResult<bool> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE tenant_leases SET expires_at = ?3, batch = COALESCE(?4, batch)
+                 WHERE tenant = ?1 AND holder = ?2",
+            )
+            .and_then(|mut st| st.execute(params![tenant, holder, expires_at as i64, batch]))
+            .map_err(backend("renewing the tenant's lease"))?;
+        Ok(changed == 1)
+    }
+
+    fn release_lease(&self, tenant: &str, holder: &str) -> StoreResult<()> {
         self.conn
             .execute(
-                "DELETE FROM leases WHERE tenant = ?1 AND holder = ?2",
+                "DELETE FROM tenant_leases WHERE tenant = ?1 AND holder = ?2",
                 params![tenant, holder],
             )
             .map_err(backend("releasing the tenant's lease"))?;
         Ok(())
+    }
+}
+
+/// A unit of work on the database: a transaction, or a savepoint inside one.
+struct SqliteUnit<'a> {
+    store: &'a SqliteStore,
+    savepoint: Option<String>,
+    done: bool,
+}
+
+impl Unit for SqliteUnit<'_> {
+    fn commit(mut self: Box<Self>) -> StoreResult<()> {
+        self.done = true;
+        self.store
+            .finish(self.savepoint.take(), "committing the batch", true)
+    }
+}
+
+impl Drop for SqliteUnit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self
+                .store
+                .finish(self.savepoint.take(), "rolling back", false);
+        }
+    }
+}
+
+impl Atomic for SqliteStore {
+    fn unit(&self) -> StoreResult<Box<dyn Unit + '_>> {
+        let savepoint = self.begin("starting a unit of work")?;
+        Ok(Box::new(SqliteUnit {
+            store: self,
+            savepoint,
+            done: false,
+        }))
     }
 }
 
@@ -756,11 +952,18 @@ mod tests {
             archived_by: None,
             batch: Some("b1".into()),
             created_batch: Some("b1".into()),
+            version: 0,
         }
     }
 
+    fn put(store: &SqliteStore, before: Option<&Record>, after: Record) -> bool {
+        store
+            .write_records("t1", &[Write::replacing(before, after)])
+            .expect("write")[0]
+    }
+
     #[test]
-    fn records_round_trip_with_provenance_and_sso_lookups() {
+    fn records_round_trip_with_provenance_versions_and_sso_lookups() {
         let store = SqliteStore::in_memory().expect("store");
         let mut r = record("stu-1");
         r.fields.insert("givenName".into(), "Ana".into());
@@ -771,21 +974,13 @@ mod tests {
                 at: 42,
             },
         );
-        store
-            .write_manual(
-                "t1",
-                Change {
-                    before: None,
-                    after: r.clone(),
-                },
-            )
-            .expect("write");
-        assert_eq!(
-            store
-                .get_record("t1", Entity::Users, "stu-1")
-                .expect("read"),
-            Some(r.clone())
-        );
+        assert!(put(&store, None, r.clone()));
+        let stored = store
+            .get_record("t1", Entity::Users, "stu-1")
+            .expect("read")
+            .expect("stored");
+        r.version = 1;
+        assert_eq!(stored, r);
         assert_eq!(
             store
                 .find_by_username("t1", "stu-1.name")
@@ -810,15 +1005,49 @@ mod tests {
     }
 
     #[test]
-    fn a_transaction_dropped_without_commit_leaves_nothing() {
+    fn a_write_from_a_stale_read_changes_nothing() {
+        let store = SqliteStore::in_memory().expect("store");
+        assert!(put(&store, None, record("stu-1")));
+        assert!(!put(&store, None, record("stu-1")), "it exists already");
+        let v1 = store
+            .get_record("t1", Entity::Users, "stu-1")
+            .expect("read")
+            .expect("stored");
+        let mut first = v1.clone();
+        first.fields.insert("givenName".into(), "Ana".into());
+        assert!(put(&store, Some(&v1), first));
+        let mut stale = v1.clone();
+        stale.fields.insert("familyName".into(), "Lee".into());
+        assert!(!put(&store, Some(&v1), stale), "read at version 1, now 2");
+        let now = store
+            .get_record("t1", Entity::Users, "stu-1")
+            .expect("read")
+            .expect("stored");
+        assert_eq!(now.version, 2);
+        assert_eq!(now.fields.get("givenName").map(String::as_str), Some("Ana"));
+        assert!(!now.fields.contains_key("familyName"));
+        let gone = store
+            .write_records(
+                "t1",
+                &[Write::Delete {
+                    entity: Entity::Users,
+                    sourced_id: "stu-1".into(),
+                    version: 1,
+                }],
+            )
+            .expect("delete");
+        assert_eq!(gone, [false], "a delete is conditional too");
+        assert_eq!(store.records_written(), 2);
+    }
+
+    #[test]
+    fn a_unit_dropped_without_commit_leaves_nothing() {
         let store = SqliteStore::in_memory().expect("store");
         {
-            let mut tx = store.begin("t1").expect("begin");
-            tx.write(Change {
-                before: None,
-                after: record("stu-1"),
-            })
-            .expect("write");
+            let _unit = store.unit().expect("begin");
+            assert!(put(&store, None, record("stu-1")));
+            // A write batch inside the unit is a savepoint, undone with the unit.
+            store.put_undo("t1", "b1", 1, &[]).expect("undo");
         }
         assert_eq!(
             store
@@ -826,23 +1055,120 @@ mod tests {
                 .expect("read"),
             None
         );
+        assert!(store.undo_chunks("t1", "b1").expect("undo").is_empty());
+        let unit = store.unit().expect("begin");
+        assert!(put(&store, None, record("stu-1")));
+        unit.commit().expect("commit");
+        assert!(
+            store
+                .get_record("t1", Entity::Users, "stu-1")
+                .expect("read")
+                .is_some()
+        );
     }
 
     #[test]
-    fn a_lease_is_exclusive_until_released_or_expired() {
+    fn records_are_listed_in_pages() {
         let store = SqliteStore::in_memory().expect("store");
-        assert_eq!(store.acquire("t1", "a", 60).expect("acquire"), None);
-        assert_eq!(
-            store.acquire("t1", "b", 60).expect("acquire"),
-            Some("a".into())
+        for id in ["a", "b", "c", "d", "e"] {
+            assert!(put(&store, None, record(id)));
+        }
+        let page = |after: Option<&str>| -> Vec<String> {
+            store
+                .list_records("t1", Entity::Users, after, 2)
+                .expect("list")
+                .into_iter()
+                .map(|r| r.sourced_id)
+                .collect()
+        };
+        assert_eq!(page(None), ["a", "b"]);
+        assert_eq!(page(Some("b")), ["c", "d"]);
+        assert_eq!(page(Some("d")), ["e"]);
+        assert!(page(Some("e")).is_empty());
+    }
+
+    #[test]
+    fn undo_pages_round_trip() {
+        let store = SqliteStore::in_memory().expect("store");
+        let items = vec![
+            UndoItem {
+                entity: Entity::Users,
+                sourced_id: "stu-1".into(),
+                before: Some(record("stu-1")),
+                written_version: 2,
+                landed: "update".into(),
+            },
+            UndoItem {
+                entity: Entity::Users,
+                sourced_id: "stu-2".into(),
+                before: None,
+                written_version: 1,
+                landed: "create".into(),
+            },
+        ];
+        store.put_undo("t1", "b1", 3, &items).expect("put");
+        store.put_undo("t1", "b1", 1, &items[..1]).expect("put");
+        assert_eq!(store.undo_chunks("t1", "b1").expect("chunks"), [1, 3]);
+        assert_eq!(store.undo_page("t1", "b1", 3).expect("page"), Some(items));
+        assert_eq!(store.undo_page("t1", "b1", 2).expect("page"), None);
+        store.delete_undo("t1", "b1").expect("delete");
+        assert!(store.undo_chunks("t1", "b1").expect("chunks").is_empty());
+    }
+
+    fn lease(holder: &str, expires_at: u64) -> Lease {
+        Lease {
+            holder: holder.into(),
+            purpose: "sync".into(),
+            batch: None,
+            acquired_at: 1,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_lease_is_taken_only_when_free_or_when_replacing_exactly_the_one_there() {
+        let store = SqliteStore::in_memory().expect("store");
+        let a = lease("a", 100);
+        assert!(store.try_lease("t1", &a, None).expect("take"));
+        assert!(
+            !store
+                .try_lease("t1", &lease("b", 100), None)
+                .expect("taken")
         );
-        assert_eq!(store.acquire("t2", "b", 60).expect("other tenant"), None);
-        store.release("t1", "a").expect("release");
-        assert_eq!(store.acquire("t1", "b", 60).expect("acquire"), None);
+        assert!(
+            store
+                .try_lease("t2", &lease("b", 100), None)
+                .expect("other tenant")
+        );
+        assert!(
+            store
+                .renew_lease("t1", "a", 200, Some("b1"))
+                .expect("renew")
+        );
+        assert!(!store.renew_lease("t1", "b", 300, None).expect("not b's"));
+        let renewed = store.get_lease("t1").expect("read").expect("held");
         assert_eq!(
-            store.acquire("t1", "c", 0).expect("acquire"),
+            (renewed.expires_at, renewed.batch.as_deref()),
+            (200, Some("b1"))
+        );
+        assert!(
+            !store
+                .try_lease("t1", &lease("b", 100), Some(&a))
+                .expect("stale"),
+            "a renewed lease is not the one judged dead"
+        );
+        assert!(
+            store
+                .try_lease("t1", &lease("b", 100), Some(&renewed))
+                .expect("take over")
+        );
+        store.release_lease("t1", "a").expect("not a's any more");
+        assert_eq!(
+            store.get_lease("t1").expect("read").map(|l| l.holder),
             Some("b".into())
         );
+        store.release_lease("t1", "b").expect("release");
+        assert_eq!(store.get_lease("t1").expect("read"), None);
     }
 
     #[test]

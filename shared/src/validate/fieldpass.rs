@@ -7,11 +7,11 @@ use super::Plan;
 use super::header::HeaderMap;
 use super::linkpass::Target;
 use super::state::Indexes;
+use crate::index::Fp;
 use crate::read::csvread::{Flags, RecordView};
+use crate::spec::{Column, ColumnType, FileKind, Mode, STATUS_VALUES};
 use crate::validate::fields::{self, Problem, Vocabulary};
 use crate::validate::finding::{Code, Finding};
-use crate::index::Fp;
-use crate::spec::{Column, ColumnType, FileKind, Mode, STATUS_VALUES};
 
 /// Most columns any OneRoster 1.1 file has (users.csv).
 pub const MAX_COLUMNS: usize = 18;

@@ -2,8 +2,8 @@
 //! numbers, CEDS grades, lists and `userIds`. Each returns what is wrong as a [`Problem`] (or nothing); the
 //! caller adds where it happened.
 
-use crate::validate::finding::{Code, Severity, shown_value};
 use crate::spec::GRADES;
+use crate::validate::finding::{Code, Severity, shown_value};
 use crate::validate::suggest;
 
 /// What is wrong with a value, before the caller adds file, line and column.

@@ -2,8 +2,8 @@
 //! columns accepted; near misses (wrong case, 1.0 and REST names, singular/plural slips) reported with a
 //! did-you-mean and still read, so the rest of the report is useful.
 
-use crate::validate::finding::{Code, Finding, shown_value};
 use crate::spec::{FileKind, known_misspelling};
+use crate::validate::finding::{Code, Finding, shown_value};
 use crate::validate::suggest;
 
 /// Where each spec column sits in the file.

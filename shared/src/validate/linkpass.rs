@@ -6,11 +6,11 @@
 
 use super::fieldpass::{Batch, MAX_COLUMNS, RefItem, RowFacts};
 use super::state::{Found, Indexes};
-use crate::validate::finding::{Code, Finding, Severity};
 use crate::index::Fp;
 use crate::spec::{
     Column, ColumnType, ENROLLMENT_ROLES, FileKind, ORG_TYPES, SESSION_TYPES, USER_ROLES,
 };
+use crate::validate::finding::{Code, Finding, Severity};
 
 /// How references from one column into another file are checked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,10 +8,10 @@
 use super::fieldpass::{Batch, RefItem, RowFacts};
 use super::linkpass::{Target, missing_reference, refs_of, target_of, text_at};
 use super::state::{Attributes, DupCheck, Indexes, Node, Own};
-use crate::validate::finding::{Code, Finding, Severity};
 use crate::index::{Fp, FpMap, fp_map};
-use crate::validate::report::ReportBuilder;
 use crate::spec::{Column, FileKind, Mode};
+use crate::validate::finding::{Code, Finding, Severity};
+use crate::validate::report::ReportBuilder;
 use std::collections::HashSet;
 
 /// The most rows an index is sized for up front: a size taken from the file (or a zip's header, which the

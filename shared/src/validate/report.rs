@@ -1,8 +1,8 @@
 //! The validation report: every finding, exact counts, and what was read. Serialises to the stable JSON shape
 //! other tools read, and renders a short text form for people (grouped, counted, a few lines per code).
 
-use crate::validate::finding::{Code, Finding, Severity};
 use crate::spec::{FileKind, Mode};
+use crate::validate::finding::{Code, Finding, Severity};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -4,6 +4,7 @@
 
 use rollcall::InputError;
 use rollcall::apply::edit::EditError;
+use rollcall::generate::GenError;
 use rollcall::sync::SyncError;
 
 /// The next step for an error, when this command has one to offer.
@@ -17,7 +18,11 @@ pub fn advice(err: &anyhow::Error) -> Option<String> {
     if let Some(e) = err.downcast_ref::<InputError>() {
         return input_advice(e);
     }
-    None
+    match err.downcast_ref::<GenError>() {
+        Some(GenError::TooFewUsers { .. }) => Some("give more --users or fewer --schools".into()),
+        Some(GenError::NoSchools) => Some("give --schools 1 or more".into()),
+        _ => None,
+    }
 }
 
 fn add_tenant(id: &str) -> String {

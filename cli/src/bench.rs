@@ -94,7 +94,6 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
     use rollcall::model::Tenant;
     use rollcall::store::TenantStore;
     use rollcall::store::sqlite::SqliteStore;
-    use rollcall::sync::{SyncOptions, SyncStatus};
 
     let dir = district(users, data)?;
     let work = PathBuf::from(format!("target/bench/sync-{users}"));
@@ -105,11 +104,7 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
     let db = crate::roster::DbArgs {
         db: work.join("rollcall.db"),
     };
-    let store = SqliteStore::open(&db.db)?;
-    let blobs = db.blobs();
-    let local = crate::roster::local(&store, &blobs);
-    store.put_tenant(&Tenant::new("bench"))?;
-    let opts = SyncOptions::default();
+    SqliteStore::open(&db.db)?.put_tenant(&Tenant::new("bench"))?;
 
     let manifest = std::fs::read_to_string(dir.join("manifest.csv"))?;
     let again = variant(
@@ -166,24 +161,19 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
         ("no-op resync", &again),
         ("1% of users changed", &one_percent),
     ] {
-        reset_peak_rss();
-        let before = store.records_written();
+        // Each run is a process of its own, as an operator runs it, so its peak memory is its own.
         let started = Instant::now();
-        let outcome = local.sync_path("bench", bundle, &opts, &NoProgress)?;
+        let run = run_sync(&db.db, bundle)?;
         let secs = started.elapsed().as_secs_f64();
-        let written = store.records_written() - before;
         if label == "first sync" {
             first_secs = secs;
         }
-        anyhow::ensure!(
-            outcome.status == SyncStatus::Applied,
-            "{label}: {}",
-            outcome.status.as_str()
-        );
+        anyhow::ensure!(run.status == "applied", "{label}: {}", run.status);
         outln!(
-            "{label:<26} {secs:>9.2} {written:>14} {:>14} {:>10}",
-            fmt_mb(peak_rss_mb()),
-            outcome.status.as_str()
+            "{label:<26} {secs:>9.2} {:>14} {:>14} {:>10}",
+            run.written,
+            fmt_mb(run.peak_mb),
+            run.status
         );
         if label == "no-op resync" {
             outln!("{:<26} {:>9.2}", "  no-op / first", secs / first_secs);
@@ -191,6 +181,69 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
     }
     outln!("users changed in the 1% run: {changed} of {total}");
     Ok(())
+}
+
+/// What one `rollcall sync` process did.
+struct SyncRun {
+    status: String,
+    written: u64,
+    peak_mb: Option<f64>,
+}
+
+/// Runs `rollcall sync` of a bundle as a child process, following its peak resident memory as it runs.
+fn run_sync(db: &Path, bundle: &Path) -> anyhow::Result<SyncRun> {
+    let exe = std::env::current_exe().context("finding this program")?;
+    let mut child = std::process::Command::new(exe)
+        .arg("--db")
+        .arg(db)
+        .arg("sync")
+        .arg(bundle)
+        .args(["--tenant", "bench"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .context("starting rollcall sync")?;
+    let mut peak_mb = None;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut output = String::new();
+    let mut stdout = child.stdout.take().context("the sync's output")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stdout, &mut text);
+        text
+    });
+    while child.try_wait()?.is_none() {
+        // The high-water mark only rises, so the last reading before the process ends is its peak (to
+        // within one interval).
+        if let Some(mb) = high_water_mb(&status_file) {
+            peak_mb = Some(mb);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    output.push_str(&reader.join().unwrap_or_default());
+    let last = output.lines().last().unwrap_or_default();
+    let status = ["applied", "held", "rejected", "already applied"]
+        .into_iter()
+        .find(|s| last.contains(&format!(": {s}")))
+        .unwrap_or("failed")
+        .to_string();
+    let written = last
+        .split_once("applied (")
+        .and_then(|(_, rest)| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Ok(SyncRun {
+        status,
+        written,
+        peak_mb,
+    })
+}
+
+fn high_water_mb(status_file: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(status_file).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 /// Rounds of (raw scan, validate) timed back to back. The machine's speed drifts (shared hosts), so each

@@ -17,6 +17,12 @@ macro_rules! outln {
     };
 }
 
+/// Planning and applying make and drop many small values (a record's fields are a few dozen strings), a few
+/// thousand at a time per chunk; glibc's allocator spends a third of a first sync consolidating them.
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod advice;
 mod bench;
 mod demo;
@@ -284,8 +290,30 @@ fn run_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
 fn print_report(report: &Report, format: ReportFormat, examples: usize) {
     match format {
         ReportFormat::Json => emit(&format!("{}\n", report.to_json())),
-        ReportFormat::Text => emit(&report.render_text(stdout_style(), examples)),
+        ReportFormat::Text => {
+            emit(&report.render_text(stdout_style(), examples));
+            for hint in limit_hints(report) {
+                outln!("{hint}");
+            }
+        }
     }
+}
+
+/// Which of this command's flags raise the limits a report ran into (the report itself names the limit, not
+/// the flag: it also goes to districts, who have no flags).
+pub fn limit_hints(report: &Report) -> Vec<String> {
+    use rollcall::Code;
+    let hit = |code: Code| report.groups.keys().any(|(_, c, _)| *c == code);
+    [
+        (Code::CsvRecordTooLong, "--max-record-bytes raises the row-length limit"),
+        (Code::CsvTooManyFields, "--max-columns raises the column limit"),
+        (Code::CsvFieldTooLong, "--max-field-bytes raises the field-length limit"),
+        (Code::ReportTruncated, "--max-findings raises the limit on listed findings"),
+    ]
+    .into_iter()
+    .filter(|(code, _)| hit(*code))
+    .map(|(_, hint)| format!("hint: {hint}"))
+    .collect()
 }
 
 /// Writes to standard output; a reader that went away (`| head`) is not an error worth a panic.

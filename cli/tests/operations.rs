@@ -522,8 +522,12 @@ fn syncing_the_working_folder_keeps_only_the_roster_files_and_removes_them_when_
     let rejected = here(&["reject", batch]);
     assert_eq!(rejected.status.code(), Some(0));
     assert!(!kept.exists(), "the kept copy is removed with the batch");
-    let blobs: Vec<PathBuf> = walk(&work.join(".rollcall/rollcall.blobs"));
-    assert!(blobs.is_empty(), "nothing is left staged: {blobs:?}");
+    for kind in ["staged", "bundles"] {
+        let left: Vec<PathBuf> = walk(&work.join(".rollcall/rollcall.blobs").join(kind));
+        assert!(left.is_empty(), "nothing is left in {kind}/: {left:?}");
+    }
+    let reports = walk(&work.join(".rollcall/rollcall.blobs/reports/t1"));
+    assert_eq!(reports.len(), 4, "each batch's report is kept, as JSON and text: {reports:?}");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

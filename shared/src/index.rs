@@ -214,6 +214,16 @@ pub fn fp_map<V>() -> FpMap<V> {
     HashMap::with_hasher(FpBuild)
 }
 
+/// A fingerprint map with room for `n` entries, so filling it never doubles it (a doubling holds both tables
+/// at once). The size is a hint: if that much memory is not there, the map starts empty and grows.
+pub fn fp_map_for<V>(n: usize) -> FpMap<V> {
+    let mut map = fp_map();
+    if map.try_reserve(n).is_err() {
+        return fp_map();
+    }
+    map
+}
+
 /// A set of fingerprints, hashed by their (already uniform) bits.
 pub type FpSet = std::collections::HashSet<Fp, FpBuild>;
 

@@ -469,6 +469,9 @@ impl RecordRead for Failing<'_> {
     ) -> StoreResult<Vec<Option<Record>>> {
         self.inner.get_records(tenant, entity, ids)
     }
+    fn count_records(&self, tenant: &str, entity: Entity) -> StoreResult<u64> {
+        self.inner.count_records(tenant, entity)
+    }
     fn snapshot(
         &self,
         tenant: &str,
@@ -507,7 +510,7 @@ impl UndoStore for Failing<'_> {
         tenant: &str,
         batch: &str,
         chunk: u32,
-        items: &[UndoItem],
+        items: &[&UndoItem],
     ) -> StoreResult<()> {
         self.inner.put_undo(tenant, batch, chunk, items)
     }
@@ -921,10 +924,12 @@ fn approval_applies_the_plan_that_was_held_even_when_the_bundle_is_gone() {
         out.counts[&Entity::Enrollments],
         counts(0, 0, 3, 0, 1, 0, 0)
     );
-    assert!(
-        w.blobs.list("").expect("list").is_empty(),
-        "the staged plan and the kept bundle are removed once applied"
-    );
+    for prefix in ["staged/", "bundles/"] {
+        assert!(
+            w.blobs.list(prefix).expect("list").is_empty(),
+            "the staged plan and the kept bundle are removed once applied"
+        );
+    }
 }
 
 #[test]

@@ -21,6 +21,10 @@ use std::collections::{BTreeMap, HashMap};
 /// How often a chunk's records are read and written again when other writers keep changing them.
 const MOST_ATTEMPTS: usize = 20;
 
+/// Records written in one call: enough to amortise a call (and within DynamoDB's batch sizes), few enough that
+/// the records being written are never many at once.
+const WRITE_GROUP: usize = 100;
+
 /// What applying a whole plan did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Applied {
@@ -98,21 +102,31 @@ pub fn apply_chunk(
     }
     let mut landed: Vec<Option<&'static str>> = vec![None; changes.len()];
     let mut was_moved = vec![false; changes.len()];
-    let mut undo: BTreeMap<String, UndoItem> = BTreeMap::new();
+    // The prior state of each record this chunk writes (or wrote on an earlier try), by change.
+    let mut undo: Vec<Option<UndoItem>> = vec![None; changes.len()];
     let mut pending: Vec<usize> = (0..changes.len()).collect();
+    // A record planned to be created is not read first: the write itself finds out whether it exists.
+    let mut read_first = false;
     for _ in 0..MOST_ATTEMPTS {
         if pending.is_empty() {
             break;
         }
-        let ids: Vec<&str> = pending
+        let need_read: Vec<&str> = pending
             .iter()
+            .filter(|&&i| read_first || changes[i].action != ChangeAction::Create)
             .map(|&i| changes[i].sourced_id.as_str())
             .collect();
-        let current = store.get_records(&tenant.id, entity, &ids)?;
-        let mut writes = Vec::new();
+        let mut read = store
+            .get_records(&tenant.id, entity, &need_read)?
+            .into_iter();
         let mut writing = Vec::new();
-        for (&i, current) in pending.iter().zip(current) {
+        for &i in &pending {
             let change = &changes[i];
+            let current = if read_first || change.action != ChangeAction::Create {
+                read.next().flatten()
+            } else {
+                None
+            };
             let id = change.sourced_id.as_str();
             if current.as_ref().and_then(|c| c.batch.as_deref()) == Some(batch) {
                 // Written by this batch on an earlier try: it counts as it landed then.
@@ -121,56 +135,58 @@ pub fn apply_chunk(
                     Some(item) => label_of(&item.landed).unwrap_or(change.planned().label()),
                     None => change.planned().label(),
                 });
-                if let Some(item) = earlier_item {
-                    undo.insert(id.to_string(), item.clone());
-                }
+                undo[i] = earlier_item.cloned();
                 continue;
             }
             was_moved[i] = moved(change, current.as_ref());
             let action = resolve(tenant, change, current.as_ref());
             landed[i] = Some(action.label());
-            match written(
-                action,
-                entity,
-                id,
-                current.as_ref(),
-                &change.sis,
-                tenant.policy,
-                batch,
-            ) {
-                Some(after) => {
-                    let write = Write::replacing(current.as_ref(), after);
-                    let written_version = match &write {
-                        Write::Put { record, .. } => record.version,
-                        Write::Delete { .. } => 0,
-                    };
-                    undo.insert(
-                        id.to_string(),
-                        UndoItem {
-                            entity,
-                            sourced_id: id.to_string(),
-                            before: current,
-                            written_version,
-                            landed: action.label().to_string(),
-                        },
-                    );
-                    writes.push(write);
-                    writing.push(i);
-                }
-                None => {
-                    undo.remove(id);
-                }
+            if !action.writes() {
+                undo[i] = None;
+                continue;
             }
+            undo[i] = Some(UndoItem {
+                entity,
+                sourced_id: id.to_string(),
+                written_version: current.as_ref().map_or(1, |c| c.version + 1),
+                before: current,
+                landed: action.label().to_string(),
+            });
+            writing.push((i, action));
         }
         // The prior states are kept before anything is written, so an interrupted chunk can still be undone.
-        let page: Vec<UndoItem> = undo.values().cloned().collect();
+        let page: Vec<&UndoItem> = undo.iter().flatten().collect();
         store.put_undo(&tenant.id, batch, chunk.number, &page)?;
-        let applied = store.write_records(&tenant.id, &writes)?;
-        pending = writing
-            .into_iter()
-            .zip(applied)
-            .filter_map(|(i, ok)| (!ok).then_some(i))
-            .collect();
+        // Written a few at a time, each record built just before its write and dropped just after.
+        let mut conflicts = Vec::new();
+        for group in writing.chunks(WRITE_GROUP) {
+            let writes: Vec<Write> = group
+                .iter()
+                .filter_map(|&(i, action)| {
+                    let before = undo[i].as_ref().and_then(|u| u.before.as_ref());
+                    let change = &changes[i];
+                    written(
+                        action,
+                        entity,
+                        &change.sourced_id,
+                        before,
+                        &change.sis,
+                        tenant.policy,
+                        batch,
+                    )
+                    .map(|after| Write::replacing(before, after))
+                })
+                .collect();
+            let applied = store.write_records(&tenant.id, &writes)?;
+            conflicts.extend(
+                group
+                    .iter()
+                    .zip(applied)
+                    .filter_map(|(&(i, _), ok)| (!ok).then_some(i)),
+            );
+        }
+        pending = conflicts;
+        read_first = true;
     }
     if !pending.is_empty() {
         return Err(PlanError::Store(StoreError::Busy {
@@ -181,7 +197,7 @@ pub fn apply_chunk(
             ),
         }));
     }
-    result.writes = undo.len() as u64;
+    result.writes = undo.iter().flatten().count() as u64;
     result.moved = was_moved.iter().filter(|m| **m).count() as u64;
     let counts = result.landed.entry(entity).or_default();
     for label in landed.into_iter().flatten() {
@@ -207,7 +223,8 @@ fn label_of(text: &str) -> Option<&'static str> {
 }
 
 /// Applies every chunk of a staged plan that is not applied yet, in the plan's order, and adds up what the
-/// chunks did. `after_chunk` runs after each chunk (a run renews its lease there).
+/// chunks did. The next chunk is read and decoded on a thread of its own while one is applied. `after_chunk`
+/// runs after each chunk (a run renews its lease there).
 pub fn apply_plan(
     store: &dyn Store,
     blobs: &dyn BlobStore,
@@ -221,20 +238,31 @@ pub fn apply_plan(
         counts: plan.counts.clone(),
         ..Applied::default()
     };
+    let mut todo = Vec::new();
     for chunk in &plan.chunks {
-        let result = match done.get(&chunk.number) {
-            Some(result) => result.clone(),
-            None => {
-                let changes = read_chunk(blobs, chunk)?;
-                let result = apply_chunk(store, tenant, batch, chunk, &changes)?;
-                applied.chunks_applied += 1;
-                after_chunk(chunk)?;
-                result
-            }
-        };
-        add_result(&mut applied, &result);
+        match done.get(&chunk.number) {
+            Some(result) => add_result(&mut applied, result),
+            None => todo.push(chunk),
+        }
     }
-    Ok(applied)
+    std::thread::scope(|scope| {
+        let (ahead, read) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            for chunk in todo {
+                // A send fails when the applying side stopped (an error): then there is nothing more to read.
+                if ahead.send((chunk, read_chunk(blobs, chunk))).is_err() {
+                    break;
+                }
+            }
+        });
+        for (chunk, changes) in read {
+            let result = apply_chunk(store, tenant, batch, chunk, &changes?)?;
+            applied.chunks_applied += 1;
+            after_chunk(chunk)?;
+            add_result(&mut applied, &result);
+        }
+        Ok(applied)
+    })
 }
 
 /// Adds one chunk's result into the totals.

@@ -29,8 +29,8 @@ pub struct BlobEntry {
     pub size: u64,
 }
 
-/// Keys to bytes.
-pub trait BlobStore {
+/// Keys to bytes. Shared between threads: plan chunks are written and read ahead on a thread of their own.
+pub trait BlobStore: Send + Sync {
     /// Stores `bytes` under `key`, replacing what was there.
     fn put(&self, key: &str, bytes: &[u8]) -> BlobResult<()>;
     /// Stores what `reader` yields under `key` without holding it all in memory; returns the bytes stored.

@@ -66,10 +66,10 @@ impl GenSummary {
 #[derive(Debug, Error)]
 pub enum GenError {
     #[error(
-        "--users must be at least {min} for {schools} schools (each school needs an administrator, a teacher and students)"
+        "a district of {schools} schools needs at least {min} users (each school needs an administrator, a teacher and students)"
     )]
     TooFewUsers { min: u64, schools: u64 },
-    #[error("--schools must be at least 1")]
+    #[error("a district needs at least one school")]
     NoSchools,
     #[error("{path}: cannot write: {source}")]
     Io { path: PathBuf, source: io::Error },

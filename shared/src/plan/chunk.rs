@@ -48,34 +48,6 @@ pub struct Change {
 }
 
 impl Change {
-    /// The change a decision makes, or `None` for decisions that write nothing.
-    pub fn of(
-        entity: Entity,
-        sourced_id: &str,
-        action: Action,
-        version: Option<u64>,
-        sis: impl FnOnce() -> BTreeMap<String, String>,
-    ) -> Option<Change> {
-        let (action, why, sis) = match action {
-            Action::Create => (ChangeAction::Create, None, sis()),
-            Action::Update => (ChangeAction::Update, None, sis()),
-            Action::Restore => (ChangeAction::Restore, None, sis()),
-            Action::KeptManual { write: true } => (ChangeAction::KeepManual, None, sis()),
-            Action::Archive(why) => (ChangeAction::Archive, Some(why), BTreeMap::new()),
-            Action::Unchanged | Action::OutOfScope | Action::KeptManual { write: false } => {
-                return None;
-            }
-        };
-        Some(Change {
-            entity,
-            sourced_id: sourced_id.to_string(),
-            action,
-            why,
-            version,
-            sis,
-        })
-    }
-
     /// The decision the change was planned as.
     pub fn planned(&self) -> Action {
         match self.action {
@@ -148,101 +120,183 @@ pub enum Compression {
     None,
 }
 
-/// Writes changes into chunks under a key prefix, one entity and phase at a time.
-pub struct ChunkWriter<'a> {
-    blobs: &'a dyn BlobStore,
-    prefix: String,
-    size: usize,
-    compression: Compression,
-    pending: BTreeMap<(Entity, Phase), Vec<Change>>,
-    written: BTreeMap<(Entity, Phase), u32>,
-    chunks: Vec<ChunkInfo>,
+/// One line of a chunk as it is written: the fields of a [`Change`], with the SIS values borrowed from
+/// wherever they are (a bundle row, or a change read back), so nothing is copied to write them.
+#[derive(Serialize)]
+struct Line<'a, S: Serialize> {
+    entity: Entity,
+    #[serde(rename = "sourcedId")]
+    sourced_id: &'a str,
+    action: ChangeAction,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<ArchiveWhy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sis: Option<S>,
 }
 
-impl<'a> ChunkWriter<'a> {
-    /// Chunks of at most `size` changes under `prefix` (which ends in `/`, or is empty).
-    pub fn new(
-        blobs: &'a dyn BlobStore,
-        prefix: &str,
-        size: usize,
-        compression: Compression,
-    ) -> ChunkWriter<'a> {
-        ChunkWriter {
-            blobs,
-            prefix: prefix.to_string(),
-            size: size.max(1),
-            compression,
-            pending: BTreeMap::new(),
-            written: BTreeMap::new(),
-            chunks: Vec::new(),
-        }
-    }
+/// What a decision writes into a chunk, if anything: the change's action and why.
+pub fn change_action(action: Action) -> Option<(ChangeAction, Option<ArchiveWhy>)> {
+    Some(match action {
+        Action::Create => (ChangeAction::Create, None),
+        Action::Update => (ChangeAction::Update, None),
+        Action::Restore => (ChangeAction::Restore, None),
+        Action::KeptManual { write: true } => (ChangeAction::KeepManual, None),
+        Action::Archive(why) => (ChangeAction::Archive, Some(why)),
+        Action::Unchanged | Action::OutOfScope | Action::KeptManual { write: false } => return None,
+    })
+}
 
-    pub fn push(&mut self, change: Change) -> Result<(), PlanError> {
-        let slot = (change.entity, Phase::of(change.action));
-        let pending = self.pending.entry(slot).or_default();
-        pending.push(change);
-        if pending.len() >= self.size {
-            self.flush(slot)?;
+/// A chunk's lines, ready to be compressed and stored.
+type Sealed = (String, Vec<u8>);
+
+/// Writes changes into chunks under a key prefix, one entity and phase at a time. Sealed chunks go to a thread
+/// of their own that compresses and stores them, while the walk goes on (see [`writing_chunks`]).
+pub struct ChunkWriter {
+    prefix: String,
+    size: u32,
+    ext: &'static str,
+    pending: BTreeMap<(Entity, Phase), (Vec<u8>, u32)>,
+    written: BTreeMap<(Entity, Phase), u32>,
+    chunks: Vec<ChunkInfo>,
+    out: std::sync::mpsc::SyncSender<Sealed>,
+}
+
+impl ChunkWriter {
+    /// Writes one change (its SIS values `sis`, when it carries them).
+    pub fn push<S: Serialize>(
+        &mut self,
+        entity: Entity,
+        sourced_id: &str,
+        (action, why): (ChangeAction, Option<ArchiveWhy>),
+        version: Option<u64>,
+        sis: Option<S>,
+    ) -> Result<(), PlanError> {
+        let slot = (entity, Phase::of(action));
+        let (lines, count) = self.pending.entry(slot).or_default();
+        let line = Line {
+            entity,
+            sourced_id,
+            action,
+            why,
+            version,
+            sis: sis.filter(|_| action != ChangeAction::Archive),
+        };
+        serde_json::to_writer(&mut *lines, &line).map_err(|e| PlanError::Staged {
+            what: "a plan chunk".into(),
+            reason: e.to_string(),
+        })?;
+        lines.push(b'\n');
+        *count += 1;
+        if *count >= self.size {
+            self.seal(slot)?;
         }
         Ok(())
     }
 
-    /// Writes what is pending for one entity (at the end of its file).
+    /// Writes one change read back from a chunk.
+    pub fn push_change(&mut self, change: &Change) -> Result<(), PlanError> {
+        let sis = (!change.sis.is_empty()).then_some(&change.sis);
+        self.push(
+            change.entity,
+            &change.sourced_id,
+            (change.action, change.why),
+            change.version,
+            sis,
+        )
+    }
+
+    /// Seals what is pending for one entity (at the end of its file).
     pub fn finish_entity(&mut self, entity: Entity) -> Result<(), PlanError> {
         for phase in [Phase::Upsert, Phase::Archive] {
-            self.flush((entity, phase))?;
+            self.seal((entity, phase))?;
         }
         Ok(())
     }
 
-    fn flush(&mut self, slot: (Entity, Phase)) -> Result<(), PlanError> {
-        let Some(changes) = self.pending.remove(&slot).filter(|c| !c.is_empty()) else {
+    fn seal(&mut self, slot: (Entity, Phase)) -> Result<(), PlanError> {
+        let Some((lines, count)) = self.pending.remove(&slot).filter(|(_, n)| *n > 0) else {
             return Ok(());
         };
         let seq = self.written.entry(slot).or_insert(0);
         *seq += 1;
         let (entity, phase) = slot;
-        let ext = match self.compression {
-            Compression::Gzip => "jsonl.gz",
-            Compression::None => "jsonl",
-        };
         let key = format!(
-            "{}chunks/{entity}-{}-{:05}.{ext}",
+            "{}chunks/{entity}-{}-{:05}.{}",
             self.prefix,
             phase.name(),
-            *seq
+            *seq,
+            self.ext
         );
-        self.blobs.put(&key, &encode(&changes, self.compression)?)?;
         self.chunks.push(ChunkInfo {
             number: 0,
             entity,
             phase,
-            key,
-            changes: changes.len() as u32,
+            key: key.clone(),
+            changes: count,
         });
-        Ok(())
-    }
-
-    /// Writes whatever is pending and lists the chunks written.
-    pub fn finish(mut self) -> Result<Vec<ChunkInfo>, PlanError> {
-        let slots: Vec<_> = self.pending.keys().copied().collect();
-        for slot in slots {
-            self.flush(slot)?;
-        }
-        Ok(self.chunks)
+        self.out
+            .send((key, lines))
+            .map_err(|_| PlanError::Staged {
+                what: "a plan chunk".into(),
+                reason: "the thread that stores chunks stopped".into(),
+            })
     }
 }
 
-fn encode(changes: &[Change], compression: Compression) -> Result<Vec<u8>, PlanError> {
-    let mut lines = Vec::with_capacity(changes.len() * 160);
-    for change in changes {
-        serde_json::to_writer(&mut lines, change).map_err(|e| PlanError::Staged {
-            what: "a plan chunk".into(),
-            reason: e.to_string(),
-        })?;
-        lines.push(b'\n');
-    }
+/// Runs `work` with a chunk writer whose chunks are compressed and stored under `prefix` in `blobs` by a thread
+/// of its own; returns what `work` returned and the chunks written, once every one is stored.
+pub fn writing_chunks<R>(
+    blobs: &dyn BlobStore,
+    prefix: &str,
+    size: usize,
+    compression: Compression,
+    work: impl FnOnce(&mut ChunkWriter) -> Result<R, PlanError>,
+) -> Result<(R, Vec<ChunkInfo>), PlanError> {
+    std::thread::scope(|scope| {
+        // Two sealed chunks in flight at most: enough to keep both threads busy, little memory.
+        let (out, sealed) = std::sync::mpsc::sync_channel::<Sealed>(2);
+        let storer = scope.spawn(move || -> Result<(), PlanError> {
+            for (key, lines) in sealed {
+                blobs.put(&key, &compress(lines, compression)?)?;
+            }
+            Ok(())
+        });
+        let mut writer = ChunkWriter {
+            prefix: prefix.to_string(),
+            size: u32::try_from(size.max(1)).unwrap_or(u32::MAX),
+            ext: match compression {
+                Compression::Gzip => "jsonl.gz",
+                Compression::None => "jsonl",
+            },
+            pending: BTreeMap::new(),
+            written: BTreeMap::new(),
+            chunks: Vec::new(),
+            out,
+        };
+        let result = work(&mut writer).and_then(|r| {
+            let slots: Vec<_> = writer.pending.keys().copied().collect();
+            for slot in slots {
+                writer.seal(slot)?;
+            }
+            Ok(r)
+        });
+        let ChunkWriter { chunks, out, .. } = writer;
+        drop(out);
+        let stored = storer.join().unwrap_or_else(|_| {
+            Err(PlanError::Staged {
+                what: "a plan chunk".into(),
+                reason: "the thread that stores chunks failed".into(),
+            })
+        });
+        // A storing failure explains a writing one (the writer only sees the thread gone).
+        stored?;
+        Ok((result?, chunks))
+    })
+}
+
+fn compress(lines: Vec<u8>, compression: Compression) -> Result<Vec<u8>, PlanError> {
     match compression {
         Compression::None => Ok(lines),
         Compression::Gzip => {

@@ -5,7 +5,6 @@
 
 use crate::model::{Entity, Origin, Policy, Provenance, Record, content_hash};
 use crate::read::rows::Row;
-use crate::store::Snapshot;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -71,17 +70,6 @@ pub struct Known {
 }
 
 impl Known {
-    pub fn of_snapshot(s: &Snapshot) -> Known {
-        Known {
-            sis_hash: s.sis_hash,
-            active: s.active,
-            manual_origin: s.manual_origin,
-            manual_archive: s.manual_archive,
-            manual_fields: s.manual_fields,
-            version: s.version,
-        }
-    }
-
     pub fn of_record(r: &Record) -> Known {
         Known {
             sis_hash: content_hash(&r.sis_fields),

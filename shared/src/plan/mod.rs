@@ -12,7 +12,7 @@ pub mod guard;
 pub mod scope;
 
 use crate::blob::{BlobError, BlobStore};
-use crate::index::{Fp, FpMap, fp_map};
+use crate::index::{Fp, FpMap, fp_map_for};
 use crate::limits::Limits;
 use crate::model::{Counts, Entity, Tenant};
 use crate::progress::Progress;
@@ -20,7 +20,7 @@ use crate::read::bundle::{Bundle, InputError};
 use crate::read::rows::{Row, for_each_row};
 use crate::spec::{FileKind, Mode};
 use crate::store::{RecordRead, StoreError};
-use chunk::{Change, ChunkInfo, ChunkWriter, Compression};
+use chunk::{ChunkInfo, ChunkWriter, Compression, change_action, writing_chunks};
 use decide::{Action, ArchiveWhy, Known, decide, decide_unsent};
 use scope::Scope;
 use serde::{Deserialize, Serialize};
@@ -118,10 +118,18 @@ impl Plan {
     /// Counts one decision (and keeps its id as a sample when the count is one worth a look).
     pub fn count(&mut self, entity: Entity, action: Action, sourced_id: &str) {
         let counts = self.counts.entry(entity).or_default();
-        counts.add(action.label(), 1);
-        let label = action.label();
-        if let Some(label) = SAMPLED.into_iter().find(|l| *l == label) {
-            let ids = self.samples.entry((entity, label)).or_default();
+        let (slot, sampled) = match action {
+            Action::Create => (&mut counts.create, false),
+            Action::Unchanged => (&mut counts.unchanged, false),
+            Action::OutOfScope => (&mut counts.out_of_scope, false),
+            Action::Update => (&mut counts.update, true),
+            Action::Archive(_) => (&mut counts.archive, true),
+            Action::Restore => (&mut counts.restore, true),
+            Action::KeptManual { .. } => (&mut counts.kept_manual, true),
+        };
+        *slot += 1;
+        if sampled {
+            let ids = self.samples.entry((entity, action.label())).or_default();
             if ids.len() < SAMPLE_IDS {
                 ids.push(sourced_id.to_string());
             }
@@ -350,13 +358,60 @@ pub fn plan_all(
     Ok(plan)
 }
 
-/// Records every decision of a step: counts, samples, and the changes into chunks.
-struct Recorder<'w, 'b> {
-    plan: Plan,
-    chunks: &'w mut ChunkWriter<'b>,
+/// A stored record as the walk keeps it: what a decision needs, and whether the bundle sent it. Compact, for a
+/// table of every enrollment a district holds.
+#[derive(Clone, Copy)]
+struct Slot {
+    sis_hash: u64,
+    version: u64,
+    flags: u8,
 }
 
-impl Recorder<'_, '_> {
+const ACTIVE: u8 = 1;
+const MANUAL_ORIGIN: u8 = 2;
+const MANUAL_ARCHIVE: u8 = 4;
+const MANUAL_FIELDS: u8 = 8;
+const SEEN: u8 = 16;
+
+impl Slot {
+    fn of(s: &crate::store::Snapshot) -> Slot {
+        let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+        Slot {
+            sis_hash: s.sis_hash,
+            version: s.version,
+            flags: flag(s.active, ACTIVE)
+                | flag(s.manual_origin, MANUAL_ORIGIN)
+                | flag(s.manual_archive, MANUAL_ARCHIVE)
+                | flag(s.manual_fields, MANUAL_FIELDS),
+        }
+    }
+
+    /// Marks the record sent by the bundle, and says what a decision knows of it.
+    fn see(&mut self) -> Known {
+        self.flags |= SEEN;
+        Known {
+            sis_hash: self.sis_hash,
+            active: self.flags & ACTIVE != 0,
+            manual_origin: self.flags & MANUAL_ORIGIN != 0,
+            manual_archive: self.flags & MANUAL_ARCHIVE != 0,
+            manual_fields: self.flags & MANUAL_FIELDS != 0,
+            version: self.version,
+        }
+    }
+
+    /// Active, made by the SIS, and not sent: what a bulk file leaves out and archives.
+    fn omitted(&self) -> bool {
+        self.flags & (SEEN | ACTIVE | MANUAL_ORIGIN) == ACTIVE
+    }
+}
+
+/// Records every decision of a step: counts, samples, and the changes into chunks.
+struct Recorder<'w> {
+    plan: Plan,
+    chunks: &'w mut ChunkWriter,
+}
+
+impl Recorder<'_> {
     fn decided(
         &mut self,
         entity: Entity,
@@ -366,10 +421,10 @@ impl Recorder<'_, '_> {
         row: Option<&Row<'_>>,
     ) -> Result<(), PlanError> {
         self.plan.count(entity, action, sourced_id);
-        // The values are copied out of the row only for records that are written.
-        let sis = || row.map(Row::fields).unwrap_or_default();
-        if let Some(change) = Change::of(entity, sourced_id, action, version, sis) {
-            self.chunks.push(change)?;
+        // The values go from the row straight into the chunk, only for records that are written.
+        if let Some(change) = change_action(action) {
+            let sis = row.map(Row::values);
+            self.chunks.push(entity, sourced_id, change, version, sis)?;
         }
         Ok(())
     }
@@ -385,85 +440,17 @@ fn plan_step(
     staging: Staging<'_>,
     progress: &dyn Progress,
 ) -> Result<StepPlan, PlanError> {
-    let tenant = input.tenant;
-    let mut writer = ChunkWriter::new(
+    let (plan, chunks) = writing_chunks(
         staging.blobs,
         staging.prefix,
         input.chunk_size,
         input.compression,
-    );
-    let mut recorder = Recorder {
-        plan: Plan::default(),
-        chunks: &mut writer,
-    };
-    for &entity in step.entities() {
-        scope.load(&tenant.id, entity, store)?;
-        let mut known: FpMap<(Known, bool)> = fp_map();
-        let mut active = 0;
-        store.snapshot(&tenant.id, entity, &mut |s| {
-            active += u64::from(s.active);
-            known.insert(
-                Fp::of(s.sourced_id.as_bytes()),
-                (Known::of_snapshot(&s), false),
-            );
-        })?;
-        recorder.plan.walked.active_before.insert(entity, active);
-        recorder.plan.counts.entry(entity).or_default();
-        let kind = entity.file_kind();
-        if let Some(mode) = input.modes.get(&kind).copied().flatten() {
-            for_each_row(
-                bundle,
-                kind,
-                input.limits,
-                progress,
-                |row: &Row<'_>| -> Result<(), PlanError> {
-                    let existing =
-                        known
-                            .get_mut(&Fp::of(row.sourced_id().as_bytes()))
-                            .map(|(k, seen)| {
-                                *seen = true;
-                                *k
-                            });
-                    let action = if scope.admits(entity, row) {
-                        decide(tenant.policy, entity, row, existing, &mut || {
-                            store.get_record(&tenant.id, entity, row.sourced_id())
-                        })?
-                    } else {
-                        decide_unsent(ArchiveWhy::OutOfScope, existing)
-                    };
-                    let version = existing.map(|k| k.version);
-                    recorder.decided(entity, action, row.sourced_id(), version, Some(row))
-                },
-            )?;
-            let omitted = known
-                .values()
-                .filter(|(k, seen)| !seen && k.active && !k.manual_origin)
-                .count();
-            if mode == Mode::Bulk && omitted > 0 {
-                // A bulk file is the whole set: what it leaves out is archived (records made by hand stay).
-                let mut omitted = Vec::new();
-                store.snapshot(&tenant.id, entity, &mut |s| {
-                    if let Some((k, false)) = known.get(&Fp::of(s.sourced_id.as_bytes()))
-                        && k.active
-                        && !k.manual_origin
-                    {
-                        omitted.push((s.sourced_id, k.version));
-                    }
-                })?;
-                omitted.sort();
-                for (id, version) in omitted {
-                    let action = Action::Archive(ArchiveWhy::Omitted);
-                    recorder.decided(entity, action, &id, Some(version), None)?;
-                }
-            }
-        }
-        recorder.chunks.finish_entity(entity)?;
-    }
-    let plan = recorder.plan;
+        |writer| walk_step(step, bundle, input, scope, store, progress, writer),
+    )?;
     let mut step_plan = StepPlan {
         step: Some(step),
         entities: BTreeMap::new(),
-        chunks: writer.finish()?,
+        chunks,
     };
     for &entity in step.entities() {
         let part = step_plan.entities.entry(entity).or_default();
@@ -476,4 +463,76 @@ fn plan_step(
         }
     }
     Ok(step_plan)
+}
+
+/// Walks one step's files, deciding every record and writing the changes through `writer`.
+fn walk_step(
+    step: Step,
+    bundle: &mut Bundle,
+    input: &StepInput<'_>,
+    scope: &mut Scope,
+    store: &dyn RecordRead,
+    progress: &dyn Progress,
+    writer: &mut ChunkWriter,
+) -> Result<Plan, PlanError> {
+    let tenant = input.tenant;
+    let mut recorder = Recorder {
+        plan: Plan::default(),
+        chunks: writer,
+    };
+    for &entity in step.entities() {
+        scope.load(&tenant.id, entity, store)?;
+        let held = store.count_records(&tenant.id, entity)?;
+        let mut known: FpMap<Slot> = fp_map_for(usize::try_from(held).unwrap_or(0));
+        let mut active = 0;
+        store.snapshot(&tenant.id, entity, &mut |s| {
+            active += u64::from(s.active);
+            known.insert(Fp::of(s.sourced_id.as_bytes()), Slot::of(&s));
+        })?;
+        recorder.plan.walked.active_before.insert(entity, active);
+        recorder.plan.counts.entry(entity).or_default();
+        let kind = entity.file_kind();
+        if let Some(mode) = input.modes.get(&kind).copied().flatten() {
+            for_each_row(
+                bundle,
+                kind,
+                input.limits,
+                progress,
+                |row: &Row<'_>| -> Result<(), PlanError> {
+                    let existing = known
+                        .get_mut(&Fp::of(row.sourced_id().as_bytes()))
+                        .map(Slot::see);
+                    let action = if scope.admits(entity, row) {
+                        decide(tenant.policy, entity, row, existing, &mut || {
+                            store.get_record(&tenant.id, entity, row.sourced_id())
+                        })?
+                    } else {
+                        decide_unsent(ArchiveWhy::OutOfScope, existing)
+                    };
+                    let version = existing.map(|k| k.version);
+                    recorder.decided(entity, action, row.sourced_id(), version, Some(row))
+                },
+            )?;
+            let omitted = known.values().filter(|s| s.omitted()).count();
+            if mode == Mode::Bulk && omitted > 0 {
+                // A bulk file is the whole set: what it leaves out is archived (records made by hand stay).
+                let mut omitted = Vec::new();
+                store.snapshot(&tenant.id, entity, &mut |s| {
+                    if known
+                        .get(&Fp::of(s.sourced_id.as_bytes()))
+                        .is_some_and(Slot::omitted)
+                    {
+                        omitted.push((s.sourced_id, s.version));
+                    }
+                })?;
+                omitted.sort();
+                for (id, version) in omitted {
+                    let action = Action::Archive(ArchiveWhy::Omitted);
+                    recorder.decided(entity, action, &id, Some(version), None)?;
+                }
+            }
+        }
+        recorder.chunks.finish_entity(entity)?;
+    }
+    Ok(recorder.plan)
 }

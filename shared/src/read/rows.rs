@@ -70,6 +70,11 @@ impl Row<'_> {
             .collect()
     }
 
+    /// The non-blank values as a map for serializing, borrowed from the row (nothing is copied).
+    pub fn values(&self) -> RowValues<'_> {
+        RowValues(self)
+    }
+
     /// The same hash as [`crate::model::content_hash`] of [`Row::fields`], without building them.
     pub fn hash(&self) -> u64 {
         let mut h = xxhash_rust::xxh3::Xxh3::new();
@@ -84,6 +89,24 @@ impl Row<'_> {
             h.update(&[0]);
         }
         h.digest()
+    }
+}
+
+/// A row's non-blank values, serialized as a map in column-name order (the same order and content as
+/// [`Row::fields`]) straight from the row.
+pub struct RowValues<'r>(&'r Row<'r>);
+
+impl serde::Serialize for RowValues<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let row = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        for &i in &row.columns.values {
+            if !row.reader.field(i).is_empty() {
+                map.serialize_entry(&row.columns.names[i], row.text(i))?;
+            }
+        }
+        map.end()
     }
 }
 

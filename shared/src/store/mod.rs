@@ -2,6 +2,12 @@
 //! for a remote store as much as for the embedded one: reads and writes take many records per call, listings
 //! come in pages, every record write is conditional on the version it was read at, and the lease names its
 //! holder and expiry. The embedded SQLite implementation is `sqlite`; nothing here speaks SQL.
+//!
+//! The traits are synchronous. Validation and planning are CPU-bound streaming code over `Read` (the zip
+//! reader needs `Read + Seek`), the embedded store is synchronous, and the pipeline's steps are short runs of
+//! blocking work; an async store would colour every function between the CSV reader and the write for the
+//! sake of one backend. The DynamoDB and S3 adapters hold a Tokio runtime handle and block on each call from
+//! inside a blocking task (`spawn_blocking` in the Lambda handler), which is what the SDK supports.
 
 pub mod sqlite;
 
@@ -91,6 +97,8 @@ pub trait RecordRead {
         entity: Entity,
         ids: &[&str],
     ) -> StoreResult<Vec<Option<Record>>>;
+    /// How many records of one entity the tenant holds (planning sizes its tables by it).
+    fn count_records(&self, tenant: &str, entity: Entity) -> StoreResult<u64>;
     /// Every record of one entity, lightly (for planning), in no particular order.
     fn snapshot(
         &self,
@@ -204,18 +212,38 @@ pub trait RecordWrite {
     fn write_records(&self, tenant: &str, writes: &[Write]) -> StoreResult<Vec<bool>>;
 }
 
-/// The state of one record before a batch wrote it, and the version the batch left it at.
+/// The state of one record before a batch wrote it, and the version the batch left it at. Stored compactly:
+/// a record the batch created is only its entity and id.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UndoItem {
     pub entity: Entity,
+    #[serde(rename = "id")]
     pub sourced_id: String,
     /// The record before the batch; `None` when the batch created it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<Record>,
     /// The version the batch wrote: if the record is at another now, something changed it since.
+    #[serde(default = "first_version", skip_serializing_if = "is_first_version")]
     pub written_version: u64,
     /// The count the change landed in (`update`, `kept_manual`, ...), so a resumed run counts it the same.
-    #[serde(default)]
+    #[serde(default = "created_label", skip_serializing_if = "is_created_label")]
     pub landed: String,
+}
+
+fn first_version() -> u64 {
+    1
+}
+
+fn is_first_version(v: &u64) -> bool {
+    *v == 1
+}
+
+fn created_label() -> String {
+    "create".to_string()
+}
+
+fn is_created_label(label: &str) -> bool {
+    label == "create"
 }
 
 /// Undo information, one page per applied chunk, so no step holds a batch's whole undo data.
@@ -226,7 +254,7 @@ pub trait UndoStore {
         tenant: &str,
         batch: &str,
         chunk: u32,
-        items: &[UndoItem],
+        items: &[&UndoItem],
     ) -> StoreResult<()>;
     /// The undo page of one chunk.
     fn undo_page(

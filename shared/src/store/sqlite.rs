@@ -643,6 +643,14 @@ impl RecordRead for SqliteStore {
             .collect()
     }
 
+    fn count_records(&self, tenant: &str, entity: Entity) -> StoreResult<u64> {
+        self.conn
+            .prepare_cached("SELECT COUNT(*) FROM records WHERE tenant = ?1 AND entity = ?2")
+            .and_then(|mut st| st.query_row(params![tenant, entity.name()], |r| r.get::<_, i64>(0)))
+            .map(|n| n.max(0) as u64)
+            .map_err(backend("counting records"))
+    }
+
     fn snapshot(
         &self,
         tenant: &str,
@@ -725,7 +733,7 @@ impl RecordWrite for SqliteStore {
 }
 
 /// Undo pages are stored compressed: a page of prior records is mostly repeated field names.
-fn pack(items: &[UndoItem]) -> StoreResult<Vec<u8>> {
+fn pack(items: &[&UndoItem]) -> StoreResult<Vec<u8>> {
     let json = serde_json::to_vec(items).map_err(corrupt("undo information"))?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&json)
@@ -753,7 +761,7 @@ impl UndoStore for SqliteStore {
         tenant: &str,
         batch: &str,
         chunk: u32,
-        items: &[UndoItem],
+        items: &[&UndoItem],
     ) -> StoreResult<()> {
         let data = pack(items)?;
         self.conn
@@ -1106,8 +1114,9 @@ mod tests {
                 landed: "create".into(),
             },
         ];
-        store.put_undo("t1", "b1", 3, &items).expect("put");
-        store.put_undo("t1", "b1", 1, &items[..1]).expect("put");
+        let all: Vec<&UndoItem> = items.iter().collect();
+        store.put_undo("t1", "b1", 3, &all).expect("put");
+        store.put_undo("t1", "b1", 1, &all[..1]).expect("put");
         assert_eq!(store.undo_chunks("t1", "b1").expect("chunks"), [1, 3]);
         assert_eq!(store.undo_page("t1", "b1", 3).expect("page"), Some(items));
         assert_eq!(store.undo_page("t1", "b1", 2).expect("page"), None);

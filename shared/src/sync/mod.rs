@@ -6,6 +6,7 @@
 //! batch's whole apply is one unit of work, so the local roster is all-or-nothing.
 
 pub mod lease;
+pub mod stages;
 
 use crate::apply::rollback::{conflicts, roll_back};
 use crate::apply::{Applied, apply_plan};
@@ -17,10 +18,10 @@ use crate::plan::guard::guard;
 use crate::plan::{Plan, PlanError, Staging, StepInput, plan_all};
 use crate::progress::Progress;
 use crate::read::bundle::{Bundle, InputError};
-use crate::spec::{FileKind, Mode};
 use crate::store::{Lease, Store, StoreError};
 use crate::validate::report::Report;
 use lease::{Holder, LeaseGuard, Liveness, Taken, describe_holder};
+use stages::{Arrival, PlanInput, Received};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -41,6 +42,10 @@ pub enum SyncError {
     Superseded { id: String, reason: String },
     #[error("batch {id} is {status}; only an applied batch can be rolled back")]
     NotApplied { id: String, status: &'static str },
+    #[error("batch {id} is {status}, not applying; its chunks cannot be applied now")]
+    NotApplying { id: String, status: &'static str },
+    #[error("batch {id} cannot be committed: chunks {missing:?} of its plan were not applied")]
+    Incomplete { id: String, missing: Vec<u32> },
     #[error(
         "{count} records that batch {id} changed were changed again afterwards (for example {examples}); roll back the later batches first, or force the rollback to restore this batch's prior states anyway"
     )]
@@ -208,14 +213,6 @@ pub fn batch_id(tenant: &str, digest: u128) -> String {
     format!("b{:024x}", h.digest128() >> 32)
 }
 
-fn modes_of(report: &Report) -> BTreeMap<FileKind, Option<Mode>> {
-    report
-        .files
-        .iter()
-        .filter_map(|(name, summary)| FileKind::from_file_name(name).map(|k| (k, summary.mode)))
-        .collect()
-}
-
 fn tenant_of(store: &dyn Store, id: &str) -> Result<Tenant, SyncError> {
     store
         .get_tenant(id)?
@@ -259,8 +256,8 @@ impl Local<'_> {
         for mut batch in self.store.list_batches(&tenant.id)? {
             match batch.status {
                 BatchStatus::Applying => {
-                    let plan = self.staged_plan(&batch)?;
-                    let applied = self.apply_and_commit(tenant, &mut batch, &plan, lease)?;
+                    let plan = stages::staged_plan(self.blobs, &batch)?;
+                    let (_, applied) = self.apply_and_commit(tenant, &batch.id, &plan, lease)?;
                     notes.push(format!(
                         "resumed batch {}, which a run that stopped had begun to apply: now applied ({} written by this run)",
                         batch.id,
@@ -301,67 +298,27 @@ impl Local<'_> {
         Ok(notes)
     }
 
-    fn staged_plan(&self, batch: &Batch) -> Result<Plan, SyncError> {
-        let staging = Staging {
-            blobs: self.blobs,
-            prefix: &batch.plan,
-        };
-        Ok(Plan::from_file(&staging.plan()?))
-    }
-
     /// Applies a staged plan and commits the batch as applied, all in one unit of work. The batch is recorded
     /// `applying` first, outside the unit: a run that dies midway leaves it so, and the next run resumes it.
     fn apply_and_commit(
         &self,
         tenant: &Tenant,
-        batch: &mut Batch,
+        batch_id: &str,
         plan: &Plan,
         lease: &LeaseGuard<'_>,
-    ) -> Result<Applied, SyncError> {
-        if batch.status != BatchStatus::Applying {
-            batch.status = BatchStatus::Applying;
-            batch.updated_at = now();
-            self.store.put_batch(batch)?;
-        }
+    ) -> Result<(Batch, Applied), SyncError> {
+        stages::begin_apply(self.store, batch_id)?;
         let unit = self.store.unit()?;
-        let applied = apply_plan(self.store, self.blobs, tenant, &batch.id, plan, &mut |_| {
+        let applied = apply_plan(self.store, self.blobs, tenant, batch_id, plan, &mut |_| {
             lease.renew(None).map_err(PlanError::Store)
         })?;
-        batch.status = BatchStatus::Applied;
-        batch.counts = applied.counts.clone();
-        batch.moved = applied.moved;
-        batch.writes = applied.writes;
-        batch.updated_at = now();
-        batch.bundle = match batch.bundle.starts_with("bundles/") {
-            true => String::new(),
-            false => batch.bundle.clone(),
-        };
-        let superseded = self.supersede_held(&tenant.id, batch)?;
-        self.store.put_batch(batch)?;
+        let (batch, superseded) = stages::finish_stage(self.store, self.blobs, batch_id)?;
         unit.commit()?;
         // What was staged and kept is not needed once the batch is committed (the undo pages are in the store).
-        for b in superseded.iter().chain(std::iter::once(&*batch)) {
+        for b in superseded.iter().chain(std::iter::once(&batch)) {
             self.forget_staged(b);
         }
-        Ok(applied)
-    }
-
-    /// Held batches of the tenant other than `applied`: their plans no longer fit the roster.
-    fn supersede_held(&self, tenant: &str, applied: &Batch) -> Result<Vec<Batch>, SyncError> {
-        let mut superseded = Vec::new();
-        for mut b in self.store.list_batches(tenant)? {
-            if b.status == BatchStatus::Held && b.id != applied.id {
-                b.status = BatchStatus::Superseded;
-                b.failure = Some(format!(
-                    "batch {} was applied after it was held",
-                    applied.id
-                ));
-                b.updated_at = now();
-                self.store.put_batch(&b)?;
-                superseded.push(b);
-            }
-        }
-        Ok(superseded)
+        Ok((batch, applied))
     }
 
     /// Removes a batch's staged plan and kept bundle (failures to remove are harmless leftovers).
@@ -412,111 +369,55 @@ impl Local<'_> {
         lease: &LeaseGuard<'_>,
         progress: &dyn Progress,
     ) -> Result<SyncOutcome, SyncError> {
-        // Validation always runs first; it computes the content digest as it reads.
-        let report = crate::validate::validate_bundle(bundle, &opts.limits, progress)?;
-        let content = batch_id(&tenant.id, bundle.digest()?);
-        let batches = self.store.list_batches(&tenant.id)?;
-        let id = match seen(&batches, &content) {
-            Seen::Before(done) => return Ok(*done),
-            Seen::New(id) => id,
+        let location = bundle.path().display().to_string();
+        let arrival = Arrival {
+            source: opts.source,
+            location: &location,
         };
-        lease.renew(Some(&id))?;
-        let findings = FindingCounts {
-            errors: report.counts.errors,
-            warnings: report.counts.warnings,
-        };
-        let t = now();
-        let planned_after = batches
-            .iter()
-            .rev()
-            .find(|b| b.status == BatchStatus::Applied)
-            .map(|b| b.id.clone());
-        let mut batch = Batch {
-            id: id.clone(),
-            content: content.clone(),
-            tenant: tenant.id.clone(),
-            source: bundle.path().display().to_string(),
-            status: BatchStatus::Validated,
-            received_at: t,
-            updated_at: t,
-            counts: BTreeMap::new(),
-            held_reasons: Vec::new(),
-            errors: findings.errors,
-            warnings: findings.warnings,
-            bundle: bundle.path().display().to_string(),
-            plan: String::new(),
-            planned_after: planned_after.clone(),
-            moved: 0,
-            writes: 0,
-            failure: None,
-        };
-        if opts.source != tenant.source {
-            // One source per tenant: a bundle by the other path would fight the district's own system.
-            let name = |k: SourceKind| match k {
-                SourceKind::Sftp => "SFTP uploads",
-                SourceKind::Api => "API pulls",
-            };
-            batch.status = BatchStatus::Rejected;
-            batch.held_reasons = vec![format!(
-                "tenant {} is fed by {}; a bundle from {} is refused (change the tenant's source if the district has moved to it)",
-                tenant.id,
-                name(tenant.source),
-                name(opts.source),
-            )];
-            return self.rejected(opts, batch, findings, report);
-        }
-        if !report.valid {
-            batch.status = BatchStatus::Rejected;
-            return self.rejected(opts, batch, findings, report);
-        }
-        let modes = modes_of(&report);
-        // A dry run stages its plan under a prefix of its own and clears it at the end, or writes it where
-        // it was asked to, for people.
-        let plan_out = match (&opts.plan_out, opts.dry_run) {
-            (Some(dir), true) => Some(crate::blob::local::LocalBlobs::new(dir)),
-            _ => None,
-        };
-        let (blobs, prefix, compression): (&dyn BlobStore, String, Compression) = match &plan_out {
-            Some(out) => (out, String::new(), Compression::None),
-            None if opts.dry_run => (
-                self.blobs,
-                format!(
-                    "dry-run/{}/{}/",
-                    tenant.id,
-                    lease.holder().replace(':', "_")
-                ),
-                Compression::Gzip,
-            ),
-            None => (
-                self.blobs,
-                staged_prefix(&tenant.id, &id),
-                Compression::Gzip,
-            ),
-        };
-        let staging = Staging {
-            blobs,
-            prefix: &prefix,
-        };
-        if !opts.dry_run {
-            batch.plan = prefix.clone();
-            self.store.put_batch(&batch)?;
-        }
-        let input = StepInput {
+        let received = stages::receive(
+            self.store,
+            self.blobs,
             tenant,
-            batch: &id,
+            bundle,
+            arrival,
+            &opts.limits,
+            opts.dry_run,
+            progress,
+        )?;
+        let (batch, report) = match received {
+            Received::Duplicate(done) | Received::Rejected(done) => return Ok(*done),
+            Received::Accepted { batch, report } => (*batch, report),
+        };
+        lease.renew(Some(&batch.id))?;
+        let findings = FindingCounts {
+            errors: batch.errors,
+            warnings: batch.warnings,
+        };
+        if opts.dry_run {
+            return self.dry_run(tenant, bundle, &batch, report, opts, lease, progress);
+        }
+        // The three plan steps, chained in this process (the scope handed on in memory).
+        let input = PlanInput::of_report(&report);
+        let modes = input.modes();
+        let step_input = StepInput {
+            tenant,
+            batch: &batch.id,
             modes: &modes,
             limits: &opts.limits,
             chunk_size: opts.chunk_size,
-            compression,
+            compression: Compression::Gzip,
         };
-        let planned = plan_all(bundle, &input, self.store, staging, progress)?;
-        let first_sync = planned_after.is_none();
-        let reasons = guard(tenant, &planned, first_sync);
+        let staging = Staging {
+            blobs: self.blobs,
+            prefix: &batch.plan,
+        };
+        let planned = plan_all(bundle, &step_input, self.store, staging, progress)?;
+        let (guarded, _) = stages::guard_stage(self.store, self.blobs, &batch.id)?;
         let mut outcome = SyncOutcome {
-            batch: id.clone(),
+            batch: batch.id.clone(),
             status: SyncStatus::Planned,
             counts: planned.counts.clone(),
-            held_reasons: reasons.clone(),
+            held_reasons: guarded.reasons.clone(),
             findings,
             moved: 0,
             notes: Vec::new(),
@@ -524,30 +425,80 @@ impl Local<'_> {
             report: Some(report),
             samples: planned.samples.clone(),
         };
-        if opts.dry_run {
-            if plan_out.is_none() {
-                staging.clear()?;
-            }
-            return Ok(outcome);
-        }
-        batch.counts = planned.counts.clone();
-        if !reasons.is_empty() {
+        if guarded.held {
             // Held: the staged plan waits for approval; the bundle's OneRoster files are kept beside it.
-            batch.bundle = self.keep(bundle, &tenant.id, &id)?;
-            batch.status = BatchStatus::Held;
-            batch.held_reasons = reasons;
-            batch.updated_at = now();
-            self.store.put_batch(&batch)?;
+            let mut held = stages::held(self.store, &batch.id)?;
+            held.bundle = self.keep(bundle, &tenant.id, &batch.id)?;
+            self.store.put_batch(&held)?;
             outcome.status = SyncStatus::Held;
             return Ok(outcome);
         }
-        batch.status = BatchStatus::Planned;
-        let applied = self.apply_and_commit(tenant, &mut batch, &planned, lease)?;
+        let (_, applied) = self.apply_and_commit(tenant, &batch.id, &planned, lease)?;
         outcome.status = SyncStatus::Applied;
         outcome.counts = applied.counts;
         outcome.moved = applied.moved;
         outcome.writes = applied.writes;
         Ok(outcome)
+    }
+
+    /// Plans a bundle and reports what it would do, changing nothing: the plan is staged under a prefix of its
+    /// own and cleared, or written where it was asked to, for people.
+    #[allow(clippy::too_many_arguments)]
+    fn dry_run(
+        &self,
+        tenant: &Tenant,
+        bundle: &mut Bundle,
+        batch: &Batch,
+        report: Report,
+        opts: &SyncOptions,
+        lease: &LeaseGuard<'_>,
+        progress: &dyn Progress,
+    ) -> Result<SyncOutcome, SyncError> {
+        let plan_out = opts
+            .plan_out
+            .as_deref()
+            .map(crate::blob::local::LocalBlobs::new);
+        let (blobs, prefix, compression): (&dyn BlobStore, String, Compression) = match &plan_out {
+            Some(out) => (out, String::new(), Compression::None),
+            None => (
+                self.blobs,
+                format!("dry-run/{}/{}/", tenant.id, lease.holder().replace(':', "_")),
+                Compression::Gzip,
+            ),
+        };
+        let staging = Staging {
+            blobs,
+            prefix: &prefix,
+        };
+        let input = PlanInput::of_report(&report);
+        let modes = input.modes();
+        let step_input = StepInput {
+            tenant,
+            batch: &batch.id,
+            modes: &modes,
+            limits: &opts.limits,
+            chunk_size: opts.chunk_size,
+            compression,
+        };
+        let planned = plan_all(bundle, &step_input, self.store, staging, progress)?;
+        if plan_out.is_none() {
+            staging.clear()?;
+        }
+        Ok(SyncOutcome {
+            batch: batch.id.clone(),
+            status: SyncStatus::Planned,
+            counts: planned.counts.clone(),
+            held_reasons: guard(tenant, &planned, batch.planned_after.is_none()),
+            findings: FindingCounts {
+                errors: batch.errors,
+                warnings: batch.warnings,
+            },
+            moved: 0,
+            notes: Vec::new(),
+            writes: 0,
+            report: Some(report),
+            samples: planned.samples,
+        })
     }
 
     /// Copies the bundle's OneRoster files (and nothing else) into the blob store; returns the prefix.
@@ -566,24 +517,6 @@ impl Local<'_> {
         Ok(prefix)
     }
 
-    /// Records a rejected batch (unless it is a dry run) and reports it; nothing else changes.
-    fn rejected(
-        &self,
-        opts: &SyncOptions,
-        batch: Batch,
-        findings: FindingCounts,
-        report: Report,
-    ) -> Result<SyncOutcome, SyncError> {
-        if !opts.dry_run {
-            self.store.put_batch(&batch)?;
-        }
-        let mut outcome = SyncOutcome::of_batch(&batch, SyncStatus::Rejected);
-        outcome.counts = BTreeMap::new();
-        outcome.findings = findings;
-        outcome.report = Some(report);
-        Ok(outcome)
-    }
-
     /// Applies a held batch: the plan that was held, with records changed since merged again. Refuses when the
     /// tenant's roster moved on since the hold (another batch was applied), which would make it revert newer
     /// data.
@@ -592,34 +525,19 @@ impl Local<'_> {
         let lease = self.lease(&tenant.id, &format!("approval of batch {batch_id}"), opts)?;
         let notes = self.recover(&tenant, &lease)?;
         // Checked under the lease, so an approval and a rejection (or two approvals) cannot both go ahead.
-        let mut batch = held(self.store, batch_id)?;
+        let batch = stages::held(self.store, batch_id)?;
         lease.renew(Some(&batch.id))?;
-        let latest = self
-            .store
-            .list_batches(&tenant.id)?
-            .into_iter()
-            .rev()
-            .find(|b| b.status == BatchStatus::Applied)
-            .map(|b| b.id);
-        if latest != batch.planned_after {
-            let reason = format!(
-                "batch {} was applied after it was held",
-                latest.unwrap_or_default()
-            );
-            batch.status = BatchStatus::Superseded;
-            batch.failure = Some(reason.clone());
-            batch.updated_at = now();
-            self.store.put_batch(&batch)?;
-            self.forget_staged(&batch);
-            return Err(SyncError::Superseded {
-                id: batch.id,
-                reason,
-            });
-        }
-        let plan = self.staged_plan(&batch)?;
-        let applied = self.apply_and_commit(&tenant, &mut batch, &plan, &lease)?;
+        let plan = stages::staged_plan(self.blobs, &batch)?;
+        let (batch, applied) = match self.apply_and_commit(&tenant, &batch.id, &plan, &lease) {
+            Err(SyncError::Superseded { id, reason }) => {
+                if let Some(b) = self.store.get_batch(&id)? {
+                    self.forget_staged(&b);
+                }
+                return Err(SyncError::Superseded { id, reason });
+            }
+            other => other?,
+        };
         let mut outcome = SyncOutcome::of_batch(&batch, SyncStatus::Applied);
-        outcome.held_reasons = Vec::new();
         outcome.samples = plan.samples;
         outcome.writes = applied.writes;
         outcome.notes = notes;
@@ -631,10 +549,7 @@ impl Local<'_> {
         let tenant = tenant_of(self.store, &any_batch(self.store, batch_id)?.tenant)?;
         let lease = self.lease(&tenant.id, &format!("rejection of batch {batch_id}"), opts)?;
         self.recover(&tenant, &lease)?;
-        let mut batch = held(self.store, batch_id)?;
-        batch.status = BatchStatus::Rejected;
-        batch.updated_at = now();
-        self.store.put_batch(&batch)?;
+        let batch = stages::reject_stage(self.store, batch_id)?;
         self.forget_staged(&batch);
         Ok(batch)
     }
@@ -705,66 +620,8 @@ impl Local<'_> {
     }
 }
 
-/// Whether a bundle's content was seen before, and the id a new batch of it gets.
-enum Seen {
-    /// Nothing to do: the roster is already this content, or this content is waiting for approval.
-    Before(Box<SyncOutcome>),
-    New(String),
-}
-
-fn seen(batches: &[Batch], content: &str) -> Seen {
-    let content_of = |b: &Batch| {
-        if b.content.is_empty() {
-            b.id.clone()
-        } else {
-            b.content.clone()
-        }
-    };
-    // The roster is this content already: the latest applied batch carried it.
-    if let Some(latest) = batches
-        .iter()
-        .rev()
-        .find(|b| b.status == BatchStatus::Applied)
-        && content_of(latest) == content
-    {
-        return Seen::Before(Box::new(SyncOutcome::of_batch(
-            latest,
-            SyncStatus::AlreadyApplied,
-        )));
-    }
-    if let Some(waiting) = batches
-        .iter()
-        .rev()
-        .find(|b| b.status == BatchStatus::Held && content_of(b) == content)
-    {
-        return Seen::Before(Box::new(SyncOutcome::of_batch(waiting, SyncStatus::Held)));
-    }
-    // Sent before but the roster has moved on (a newer batch, a rollback, a rejection): a new batch.
-    let earlier = batches.iter().filter(|b| content_of(b) == content).count();
-    Seen::New(if earlier == 0 {
-        content.to_string()
-    } else {
-        format!("{content}-{}", earlier + 1)
-    })
-}
-
 fn any_batch(store: &dyn Store, batch_id: &str) -> Result<Batch, SyncError> {
     store
         .get_batch(batch_id)?
         .ok_or_else(|| SyncError::UnknownBatch(batch_id.to_string()))
-}
-
-fn held(store: &dyn Store, batch_id: &str) -> Result<Batch, SyncError> {
-    let batch = any_batch(store, batch_id)?;
-    match batch.status {
-        BatchStatus::Held => Ok(batch),
-        BatchStatus::Superseded => Err(SyncError::Superseded {
-            id: batch.id,
-            reason: batch.failure.unwrap_or_default(),
-        }),
-        status => Err(SyncError::NotHeld {
-            id: batch.id,
-            status: status.as_str(),
-        }),
-    }
 }

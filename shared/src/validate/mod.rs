@@ -1,5 +1,6 @@
 //! Validation of a whole bundle: the manifest against the files present, then each data file in dependency
-//! order (so every reference points at a file already indexed), streaming its rows through the checks.
+//! order (so every reference points at a file already indexed), streaming its rows through the checks. Checks
+//! of single values are in `fields`, findings in `finding`, the report they make in `report`.
 
 mod fieldpass;
 pub mod fields;
@@ -284,7 +285,7 @@ fn check_file(
                 )
                 .file(file)
                 .line(line)
-                .hint("check that this is a OneRoster CSV; raise --max-record-bytes if its header is genuinely that long"),
+                .hint("check that this is a OneRoster CSV; raise the row-length limit if its header is genuinely that long"),
             );
             progress.file_finished();
             return Ok(0);
@@ -300,7 +301,7 @@ fn check_file(
                 )
                 .file(file)
                 .line(line)
-                .hint("check that this is a OneRoster CSV; raise --max-columns if it genuinely has that many columns"),
+                .hint("check that this is a OneRoster CSV; raise the column limit if it genuinely has that many columns"),
             );
             progress.file_finished();
             return Ok(0);
@@ -587,14 +588,14 @@ fn check_batch(field: &mut FieldPass, plan: &Plan, records: &Records) {
             )
             .file(file)
             .line(line)
-            .hint("look for an unclosed quote that joins many lines into one; raise --max-record-bytes if the row is genuine")),
+            .hint("look for an unclosed quote that joins many lines into one; raise the row-length limit if the row is genuine")),
             Outcome::TooManyFields => field.skipped(line, Finding::error(
                 Code::CsvTooManyFields,
                 format!("the row has more than {max_columns} fields; it was skipped"),
             )
             .file(file)
             .line(line)
-            .hint("quote fields that contain commas; raise --max-columns if the row is genuine")),
+            .hint("quote fields that contain commas; raise the column limit if the row is genuine")),
         }
     }
 }

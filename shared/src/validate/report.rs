@@ -134,7 +134,7 @@ impl ReportBuilder {
                     self.dropped, self.max_findings
                 ),
             )
-            .hint("fix the listed problems first, or raise the limit with --max-findings");
+            .hint("fix the listed problems first, or raise the limit on listed findings");
             // A note about the report itself: listed, but not counted among the bundle's findings.
             *self
                 .groups

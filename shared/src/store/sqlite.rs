@@ -28,9 +28,8 @@ CREATE TABLE IF NOT EXISTS records (
     fields TEXT NOT NULL, sis_fields TEXT, manual TEXT, sis_batches TEXT,
     active INTEGER NOT NULL, origin TEXT NOT NULL, archived_by TEXT,
     batch TEXT, created_batch TEXT, sis_hash INTEGER NOT NULL, username TEXT,
-    version INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL DEFAULT 0, flags INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (tenant, entity, sourced_id)) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS records_by_username ON records (tenant, username) WHERE username IS NOT NULL;
 CREATE TABLE IF NOT EXISTS user_ids (
     tenant TEXT NOT NULL, kind TEXT NOT NULL, identifier TEXT NOT NULL, sourced_id TEXT NOT NULL,
     PRIMARY KEY (tenant, kind, identifier, sourced_id)) WITHOUT ROWID;
@@ -45,6 +44,27 @@ CREATE TABLE IF NOT EXISTS tenant_leases (
     tenant TEXT PRIMARY KEY, holder TEXT NOT NULL, purpose TEXT NOT NULL, batch TEXT,
     acquired_at INTEGER NOT NULL, expires_at INTEGER NOT NULL);
 ";
+
+/// Indexes, made once the columns they name exist (older databases get their columns first).
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS records_by_username ON records (tenant, username) WHERE username IS NOT NULL;
+CREATE INDEX IF NOT EXISTS records_for_planning ON records (tenant, entity, sourced_id, sis_hash, version, flags);
+";
+
+/// The bits of a record's `flags`: what planning needs besides the hash and version, so its read of a whole
+/// entity is served by the narrow `records_for_planning` index instead of the records themselves.
+const ACTIVE: i64 = 1;
+const MANUAL_ORIGIN: i64 = 2;
+const MANUAL_ARCHIVE: i64 = 4;
+const MANUAL_FIELDS: i64 = 8;
+
+fn flags_of(record: &Record) -> i64 {
+    let bit = |on: bool, b: i64| if on { b } else { 0 };
+    bit(record.active, ACTIVE)
+        | bit(record.origin == Origin::Manual, MANUAL_ORIGIN)
+        | bit(record.archived_by == Some(Origin::Manual), MANUAL_ARCHIVE)
+        | bit(record.has_manual_fields(), MANUAL_FIELDS)
+}
 
 /// A roster database file.
 pub struct SqliteStore {
@@ -133,18 +153,31 @@ impl SqliteStore {
             .map_err(backend("setting the busy timeout"))?;
         conn.execute_batch(SCHEMA)
             .map_err(backend("creating the schema"))?;
-        // Databases made before records had versions get the column (every record starts at version 0).
-        let has_version: bool = conn
-            .query_row(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info('records') WHERE name = 'version'",
-                [],
+        let has_column = |name: &str| -> StoreResult<bool> {
+            conn.query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('records') WHERE name = ?1",
+                [name],
                 |r| r.get(0),
             )
-            .map_err(backend("reading the schema"))?;
-        if !has_version {
+            .map_err(backend("reading the schema"))
+        };
+        // Databases made before records had versions get the column (every record starts at version 0).
+        if !has_column("version")? {
             conn.execute_batch("ALTER TABLE records ADD COLUMN version INTEGER NOT NULL DEFAULT 0")
                 .map_err(backend("adding record versions"))?;
         }
+        if !has_column("flags")? {
+            conn.execute_batch(&format!(
+                "ALTER TABLE records ADD COLUMN flags INTEGER NOT NULL DEFAULT 0;
+                 UPDATE records SET flags = (CASE WHEN active THEN {ACTIVE} ELSE 0 END)
+                   | (CASE WHEN origin = 'manual' THEN {MANUAL_ORIGIN} ELSE 0 END)
+                   | (CASE WHEN archived_by = 'manual' THEN {MANUAL_ARCHIVE} ELSE 0 END)
+                   | (CASE WHEN manual IS NOT NULL THEN {MANUAL_FIELDS} ELSE 0 END);"
+            ))
+            .map_err(backend("adding record flags"))?;
+        }
+        conn.execute_batch(INDEXES)
+            .map_err(backend("creating the indexes"))?;
         Ok(SqliteStore {
             conn,
             written: Cell::new(0),
@@ -211,7 +244,11 @@ impl SqliteStore {
         let (entity, id, applied, is_new) = match write {
             Write::Put { record, expect } => {
                 let row = encode(record)?;
-                let (sis_hash, version) = (row.sis_hash as i64, record.version as i64);
+                let (sis_hash, version, flags) = (
+                    row.sis_hash as i64,
+                    record.version as i64,
+                    flags_of(record),
+                );
                 let (entity, origin, archived_by) = (
                     record.entity.name(),
                     record.origin.as_str(),
@@ -233,6 +270,7 @@ impl SqliteStore {
                     &sis_hash,
                     &row.username,
                     &version,
+                    &flags,
                 ];
                 let expected = match expect {
                     Expect::Absent => 0,
@@ -241,16 +279,16 @@ impl SqliteStore {
                 let sql = match expect {
                     Expect::Absent => {
                         "INSERT INTO records (tenant, entity, sourced_id, fields, sis_fields, manual, sis_batches,
-                         active, origin, archived_by, batch, created_batch, sis_hash, username, version)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                         active, origin, archived_by, batch, created_batch, sis_hash, username, version, flags)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                          ON CONFLICT DO NOTHING"
                     }
                     Expect::Version(_) => {
                         values.push(&expected);
                         "UPDATE records SET fields = ?4, sis_fields = ?5, manual = ?6, sis_batches = ?7,
                          active = ?8, origin = ?9, archived_by = ?10, batch = ?11, created_batch = ?12,
-                         sis_hash = ?13, username = ?14, version = ?15
-                         WHERE tenant = ?1 AND entity = ?2 AND sourced_id = ?3 AND version = ?16"
+                         sis_hash = ?13, username = ?14, version = ?15, flags = ?16
+                         WHERE tenant = ?1 AND entity = ?2 AND sourced_id = ?3 AND version = ?17"
                     }
                 };
                 let changed = self
@@ -645,7 +683,9 @@ impl RecordRead for SqliteStore {
 
     fn count_records(&self, tenant: &str, entity: Entity) -> StoreResult<u64> {
         self.conn
-            .prepare_cached("SELECT COUNT(*) FROM records WHERE tenant = ?1 AND entity = ?2")
+            .prepare_cached(
+                "SELECT COUNT(*) FROM records INDEXED BY records_for_planning WHERE tenant = ?1 AND entity = ?2",
+            )
             .and_then(|mut st| st.query_row(params![tenant, entity.name()], |r| r.get::<_, i64>(0)))
             .map(|n| n.max(0) as u64)
             .map_err(backend("counting records"))
@@ -660,8 +700,8 @@ impl RecordRead for SqliteStore {
         let mut st = self
             .conn
             .prepare_cached(
-                "SELECT sourced_id, sis_hash, active, origin, archived_by, manual IS NOT NULL, version
-                 FROM records WHERE tenant = ?1 AND entity = ?2",
+                "SELECT sourced_id, sis_hash, version, flags FROM records INDEXED BY records_for_planning
+                 WHERE tenant = ?1 AND entity = ?2",
             )
             .map_err(backend("reading the roster"))?;
         let mut rows = st
@@ -669,14 +709,15 @@ impl RecordRead for SqliteStore {
             .map_err(backend("reading the roster"))?;
         while let Some(row) = rows.next().map_err(backend("reading the roster"))? {
             let read = |r: &rusqlite::Row<'_>| -> rusqlite::Result<Snapshot> {
+                let flags: i64 = r.get(3)?;
                 Ok(Snapshot {
                     sourced_id: r.get(0)?,
                     sis_hash: r.get::<_, i64>(1)? as u64,
-                    active: r.get(2)?,
-                    manual_origin: r.get::<_, String>(3)? == "manual",
-                    manual_archive: r.get::<_, Option<String>>(4)?.as_deref() == Some("manual"),
-                    manual_fields: r.get(5)?,
-                    version: r.get::<_, i64>(6)?.max(0) as u64,
+                    version: r.get::<_, i64>(2)?.max(0) as u64,
+                    active: flags & ACTIVE != 0,
+                    manual_origin: flags & MANUAL_ORIGIN != 0,
+                    manual_archive: flags & MANUAL_ARCHIVE != 0,
+                    manual_fields: flags & MANUAL_FIELDS != 0,
                 })
             };
             each(read(row).map_err(backend("reading the roster"))?);

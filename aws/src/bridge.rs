@@ -21,7 +21,9 @@ pub enum AwsError {
     Missing { what: String, hint: String },
     #[error("{what} is damaged: {reason}")]
     Corrupt { what: String, reason: String },
-    #[error("{what}: {left} still unprocessed after {tries} tries (the table is throttling); try again later")]
+    #[error(
+        "{what}: {left} still unprocessed after {tries} tries (the table is throttling); try again later"
+    )]
     Unprocessed {
         what: String,
         left: usize,
@@ -30,7 +32,11 @@ pub enum AwsError {
 }
 
 impl AwsError {
-    pub fn call(service: &'static str, doing: impl Into<String>, err: impl std::fmt::Display) -> AwsError {
+    pub fn call(
+        service: &'static str,
+        doing: impl Into<String>,
+        err: impl std::fmt::Display,
+    ) -> AwsError {
         AwsError::Call {
             service,
             doing: doing.into(),
@@ -85,7 +91,7 @@ fn jitter(max: u64) -> u64 {
 /// Calls `call` with the work left until none is left: a batch call answers with what it could not process
 /// (throttling), which is sent again after a jittered backoff. Fails, naming how much is still left, after
 /// [`MOST_TRIES`] calls: nothing is ever dropped silently.
-pub async fn until_done<W, F, Fut>(what: &str, mut work: W, mut call: F) -> Result<(), AwsError>
+pub async fn until_done<W, F, Fut>(what: &str, mut work: W, mut call: F) -> Result<W, AwsError>
 where
     W: Leftover,
     F: FnMut(W) -> Fut,
@@ -93,7 +99,7 @@ where
 {
     for attempt in 1..=MOST_TRIES {
         if work.left() == 0 {
-            return Ok(());
+            return Ok(work);
         }
         if attempt > 1 {
             tokio::time::sleep(backoff(attempt)).await;
@@ -101,7 +107,7 @@ where
         work = call(work).await?;
     }
     match work.left() {
-        0 => Ok(()),
+        0 => Ok(work),
         left => Err(AwsError::Unprocessed {
             what: what.to_string(),
             left,
@@ -126,9 +132,11 @@ impl<T> Leftover for Vec<T> {
 mod tests {
     use super::*;
 
+    /// A runtime whose clock only moves when every task waits: backoffs take no real time.
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread()
             .enable_time()
+            .start_paused(true)
             .build()
             .expect("runtime")
     }
@@ -143,14 +151,19 @@ mod tests {
             async move { Ok(left) }
         }));
         assert!(result.is_ok(), "{result:?}");
-        assert_eq!(calls, [vec![1, 2, 3, 4], vec![2, 3, 4], vec![3, 4], vec![4]]);
+        assert_eq!(
+            calls,
+            [vec![1, 2, 3, 4], vec![2, 3, 4], vec![3, 4], vec![4]]
+        );
     }
 
     #[test]
     fn work_that_is_never_processed_is_reported_not_dropped() {
-        let result = runtime().block_on(until_done("writing 1 item", vec![7], |w: Vec<u32>| async move {
-            Ok(w)
-        }));
+        let result = runtime().block_on(until_done(
+            "writing 1 item",
+            vec![7],
+            |w: Vec<u32>| async move { Ok(w) },
+        ));
         assert_eq!(
             result.map_err(|e| e.to_string()),
             Err(format!("writing 1 item: 1 still unprocessed after {MOST_TRIES} tries (the table is throttling); try again later").to_string())

@@ -57,10 +57,12 @@ impl Names {
     }
 
     pub fn state_machine(&self) -> Result<&str, AwsError> {
-        self.state_machine.as_deref().ok_or_else(|| AwsError::Missing {
-            what: "ROLLCALL_STATE_MACHINE_ARN".into(),
-            hint: "set it to the pipeline state machine's ARN".into(),
-        })
+        self.state_machine
+            .as_deref()
+            .ok_or_else(|| AwsError::Missing {
+                what: "ROLLCALL_STATE_MACHINE_ARN".into(),
+                hint: "set it to the pipeline state machine's ARN".into(),
+            })
     }
 }
 

@@ -9,6 +9,7 @@ pub mod context;
 pub mod dynamo;
 pub mod events;
 pub mod payload;
+pub mod pipeline;
 pub mod s3;
 pub mod sfn;
 pub mod transfer;

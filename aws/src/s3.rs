@@ -2,7 +2,7 @@
 //! without a local copy: a zip by ranged reads behind `Read + Seek`, loose files by listing a prefix. Keys are
 //! the same as the local blob folder's: `staged/{tenant}/{batch}/...`, `undo/...`, `reports/...`.
 
-use crate::bridge::{AwsError, Bridge};
+use crate::bridge::Bridge;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, Delete, ObjectIdentifier};
@@ -300,7 +300,10 @@ impl BlobStore for S3Blobs {
                 )
                 .map_err(|e| backend("deleting", prefix, describe(&e)))?;
             if let Some(failed) = out.errors.filter(|e| !e.is_empty()) {
-                let first = failed.first().and_then(|e| e.key.clone()).unwrap_or_default();
+                let first = failed
+                    .first()
+                    .and_then(|e| e.key.clone())
+                    .unwrap_or_default();
                 return Err(backend(
                     "deleting",
                     &first,
@@ -358,8 +361,8 @@ impl Read for S3Object {
         if self.pos >= self.size || buf.is_empty() {
             return Ok(0);
         }
-        let in_block = self.pos >= self.block_start
-            && self.pos < self.block_start + self.block.len() as u64;
+        let in_block =
+            self.pos >= self.block_start && self.pos < self.block_start + self.block.len() as u64;
         if !in_block {
             self.fetch(self.pos)?;
         }
@@ -386,7 +389,10 @@ impl Seek for S3Object {
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
         self.pos = target.ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "seek before the start of the object")
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek before the start of the object",
+            )
         })?;
         Ok(self.pos)
     }

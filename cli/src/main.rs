@@ -305,10 +305,22 @@ pub fn limit_hints(report: &Report) -> Vec<String> {
     use rollcall::Code;
     let hit = |code: Code| report.groups.keys().any(|(_, c, _)| *c == code);
     [
-        (Code::CsvRecordTooLong, "--max-record-bytes raises the row-length limit"),
-        (Code::CsvTooManyFields, "--max-columns raises the column limit"),
-        (Code::CsvFieldTooLong, "--max-field-bytes raises the field-length limit"),
-        (Code::ReportTruncated, "--max-findings raises the limit on listed findings"),
+        (
+            Code::CsvRecordTooLong,
+            "--max-record-bytes raises the row-length limit",
+        ),
+        (
+            Code::CsvTooManyFields,
+            "--max-columns raises the column limit",
+        ),
+        (
+            Code::CsvFieldTooLong,
+            "--max-field-bytes raises the field-length limit",
+        ),
+        (
+            Code::ReportTruncated,
+            "--max-findings raises the limit on listed findings",
+        ),
     ]
     .into_iter()
     .filter(|(code, _)| hit(*code))

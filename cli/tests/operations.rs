@@ -527,7 +527,11 @@ fn syncing_the_working_folder_keeps_only_the_roster_files_and_removes_them_when_
         assert!(left.is_empty(), "nothing is left in {kind}/: {left:?}");
     }
     let reports = walk(&work.join(".rollcall/rollcall.blobs/reports/t1"));
-    assert_eq!(reports.len(), 4, "each batch's report is kept, as JSON and text: {reports:?}");
+    assert_eq!(
+        reports.len(),
+        4,
+        "each batch's report is kept, as JSON and text: {reports:?}"
+    );
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

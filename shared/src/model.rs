@@ -451,6 +451,17 @@ impl Record {
     }
 }
 
+/// The `userIds` items of a user, as (type, identifier).
+pub fn user_ids(text: &str) -> Vec<(String, String)> {
+    text.split('}')
+        .filter_map(|item| {
+            let item = item.trim_start_matches([',', ' ']).strip_prefix('{')?;
+            let (kind, id) = item.split_once(':')?;
+            Some((kind.trim().to_string(), id.trim().to_string()))
+        })
+        .collect()
+}
+
 /// A stable 64-bit hash of a record's SIS values, to tell unchanged records without reading them.
 pub fn content_hash(fields: &BTreeMap<String, String>) -> u64 {
     let mut h = xxhash_rust::xxh3::Xxh3::new();

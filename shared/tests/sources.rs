@@ -19,7 +19,10 @@ fn base_files() -> BTreeMap<String, Vec<u8>> {
         .map(|e| {
             let path = e.expect("entry").path();
             (
-                path.file_name().expect("name").to_string_lossy().into_owned(),
+                path.file_name()
+                    .expect("name")
+                    .to_string_lossy()
+                    .into_owned(),
                 std::fs::read(&path).expect("read"),
             )
         })
@@ -100,7 +103,11 @@ fn a_zip_from_any_reader_loose_files_and_a_folder_give_the_same_report_and_diges
     // The validation pass read every file to its end, so the digest needs no read of its own.
     let reads = opened.lock().expect("lock").len();
     assert_eq!(loose.digest().expect("digest"), folder_digest);
-    assert_eq!(opened.lock().expect("lock").len(), reads, "nothing read again");
+    assert_eq!(
+        opened.lock().expect("lock").len(),
+        reads,
+        "nothing read again"
+    );
 }
 
 #[test]

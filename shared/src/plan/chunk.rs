@@ -144,7 +144,9 @@ pub fn change_action(action: Action) -> Option<(ChangeAction, Option<ArchiveWhy>
         Action::Restore => (ChangeAction::Restore, None),
         Action::KeptManual { write: true } => (ChangeAction::KeepManual, None),
         Action::Archive(why) => (ChangeAction::Archive, Some(why)),
-        Action::Unchanged | Action::OutOfScope | Action::KeptManual { write: false } => return None,
+        Action::Unchanged | Action::OutOfScope | Action::KeptManual { write: false } => {
+            return None;
+        }
     })
 }
 
@@ -236,12 +238,10 @@ impl ChunkWriter {
             key: key.clone(),
             changes: count,
         });
-        self.out
-            .send((key, lines))
-            .map_err(|_| PlanError::Staged {
-                what: "a plan chunk".into(),
-                reason: "the thread that stores chunks stopped".into(),
-            })
+        self.out.send((key, lines)).map_err(|_| PlanError::Staged {
+            what: "a plan chunk".into(),
+            reason: "the thread that stores chunks stopped".into(),
+        })
     }
 }
 

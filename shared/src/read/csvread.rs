@@ -1120,7 +1120,7 @@ mod tests {
                 .collect();
             // Small limits take the careful path; room for eight more commas takes the fast one.
             let max_fields = 1 + next() % 48;
-            let mut ends = vec![0; if next() % 2 == 0 { 1 } else { 64 }];
+            let mut ends = vec![0; if next().is_multiple_of(2) { 1 } else { 64 }];
             let scan = scan_line(&bytes, &mut ends, max_fields);
 
             let stop = bytes.iter().position(|b| matches!(b, b'\n' | b'\r' | b'"'));
@@ -1238,7 +1238,7 @@ mod tests {
                     "\u{feff}\"bom\",q",
                 ];
                 for i in 0..next() % 200 {
-                    let body = if next() % 3 == 0 {
+                    let body = if next().is_multiple_of(3) {
                         quoted[next() % quoted.len()].to_string()
                     } else {
                         format!("id-{i},{}", "w".repeat(i % 70))

@@ -164,7 +164,7 @@ fn read_rows<E: From<InputError>>(
     let mut rows: u64 = 0;
     loop {
         rows += 1;
-        if rows % 65_536 == 0 {
+        if rows.is_multiple_of(65_536) {
             progress.advanced(reader.bytes_read());
         }
         match reader.next_record().map_err(read_error)? {

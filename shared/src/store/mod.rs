@@ -9,6 +9,7 @@
 //! sake of one backend. The DynamoDB and S3 adapters hold a Tokio runtime handle and block on each call from
 //! inside a blocking task (`spawn_blocking` in the Lambda handler), which is what the SDK supports.
 
+pub mod compact;
 pub mod sqlite;
 
 use crate::model::{Batch, Counts, Entity, Record, Tenant};

@@ -3,13 +3,13 @@
 //! expects; a unit of work (a batch's whole apply) is one SQLite transaction, so a failure midway leaves the
 //! previous roster readable and nothing half-applied.
 
+use super::compact::{self, Compact};
 use super::{
     Atomic, BatchStore, ChunkResult, Expect, Lease, LeaseStore, RecordRead, RecordWrite, Snapshot,
     StoreError, StoreResult, TenantStore, UndoItem, UndoStore, Unit, Write,
 };
-use crate::model::{Batch, Entity, Origin, Provenance, Record, Tenant, content_hash};
+use crate::model::{Batch, Entity, Origin, Record, Tenant, content_hash};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
-use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::io::{Read, Write as _};
@@ -92,13 +92,6 @@ fn corrupt(what: &str) -> impl Fn(serde_json::Error) -> StoreError + '_ {
         what: what.to_string(),
         reason: e.to_string(),
     }
-}
-
-/// How a manual value is kept.
-#[derive(Serialize, Deserialize)]
-struct ManualMark {
-    by: String,
-    at: u64,
 }
 
 impl SqliteStore {
@@ -244,11 +237,8 @@ impl SqliteStore {
         let (entity, id, applied, is_new) = match write {
             Write::Put { record, expect } => {
                 let row = encode(record)?;
-                let (sis_hash, version, flags) = (
-                    row.sis_hash as i64,
-                    record.version as i64,
-                    flags_of(record),
-                );
+                let (sis_hash, version, flags) =
+                    (row.sis_hash as i64, record.version as i64, flags_of(record));
                 let (entity, origin, archived_by) = (
                     record.entity.name(),
                     record.origin.as_str(),
@@ -337,7 +327,8 @@ impl SqliteStore {
     }
 
     fn put_user_ids(&self, tenant: &str, record: &Record) -> StoreResult<()> {
-        for (kind, identifier) in user_ids(record.fields.get("userIds").map_or("", String::as_str))
+        for (kind, identifier) in
+            crate::model::user_ids(record.fields.get("userIds").map_or("", String::as_str))
         {
             self.conn
                 .prepare_cached(
@@ -376,17 +367,6 @@ impl SqliteStore {
     }
 }
 
-/// The `userIds` items of a user, as (type, identifier).
-pub fn user_ids(text: &str) -> Vec<(String, String)> {
-    text.split('}')
-        .filter_map(|item| {
-            let item = item.trim_start_matches([',', ' ']).strip_prefix('{')?;
-            let (kind, id) = item.split_once(':')?;
-            Some((kind.trim().to_string(), id.trim().to_string()))
-        })
-        .collect()
-}
-
 struct EncodedRecord {
     fields: String,
     sis_fields: Option<String>,
@@ -396,29 +376,11 @@ struct EncodedRecord {
     username: Option<String>,
 }
 
-/// Stores provenance compactly: manual marks in full, SIS batches only where they differ from the creating batch.
+/// A record as its row stores it (provenance compactly, see [`Compact`]).
 fn encode(record: &Record) -> StoreResult<EncodedRecord> {
     let json =
         |v: &BTreeMap<String, String>| serde_json::to_string(v).map_err(corrupt("record fields"));
-    let mut manual = BTreeMap::new();
-    let mut sis_batches = BTreeMap::new();
-    for (field, p) in &record.provenance {
-        match p {
-            Provenance::Manual { by, at } => {
-                manual.insert(
-                    field.clone(),
-                    ManualMark {
-                        by: by.clone(),
-                        at: *at,
-                    },
-                );
-            }
-            Provenance::Sis { batch } if Some(batch) != record.created_batch.as_ref() => {
-                sis_batches.insert(field.clone(), batch.clone());
-            }
-            Provenance::Sis { .. } => {}
-        }
-    }
+    let compact = Compact::of(record);
     Ok(EncodedRecord {
         fields: json(&record.fields)?,
         sis_fields: if record.sis_fields == record.fields {
@@ -426,15 +388,15 @@ fn encode(record: &Record) -> StoreResult<EncodedRecord> {
         } else {
             Some(json(&record.sis_fields)?)
         },
-        manual: if manual.is_empty() {
+        manual: if compact.manual.is_empty() {
             None
         } else {
-            Some(serde_json::to_string(&manual).map_err(corrupt("manual marks"))?)
+            Some(serde_json::to_string(&compact.manual).map_err(corrupt("manual marks"))?)
         },
-        sis_batches: if sis_batches.is_empty() {
+        sis_batches: if compact.sis_batches.is_empty() {
             None
         } else {
-            Some(json(&sis_batches)?)
+            Some(json(&compact.sis_batches)?)
         },
         sis_hash: content_hash(&record.sis_fields),
         username: match record.entity {
@@ -480,14 +442,10 @@ fn raw_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawRecord> {
 }
 
 fn origin(text: &str) -> StoreResult<Origin> {
-    match text {
-        "sis" => Ok(Origin::Sis),
-        "manual" => Ok(Origin::Manual),
-        other => Err(StoreError::Corrupt {
-            what: "a record's origin".into(),
-            reason: format!("{other:?} is neither sis nor manual"),
-        }),
-    }
+    compact::origin(text).ok_or_else(|| StoreError::Corrupt {
+        what: "a record's origin".into(),
+        reason: format!("{text:?} is neither sis nor manual"),
+    })
 }
 
 fn decode(raw: RawRecord) -> StoreResult<Record> {
@@ -501,38 +459,17 @@ fn decode(raw: RawRecord) -> StoreResult<Record> {
         Some(text) => serde_json::from_str(text).map_err(corrupt("record SIS fields"))?,
         None => fields.clone(),
     };
-    let manual: BTreeMap<String, ManualMark> = match &raw.manual {
-        Some(text) => serde_json::from_str(text).map_err(corrupt("manual marks"))?,
-        None => BTreeMap::new(),
+    let compact = Compact {
+        manual: match &raw.manual {
+            Some(text) => serde_json::from_str(text).map_err(corrupt("manual marks"))?,
+            None => BTreeMap::new(),
+        },
+        sis_batches: match &raw.sis_batches {
+            Some(text) => serde_json::from_str(text).map_err(corrupt("SIS batches"))?,
+            None => BTreeMap::new(),
+        },
     };
-    let sis_batches: BTreeMap<String, String> = match &raw.sis_batches {
-        Some(text) => serde_json::from_str(text).map_err(corrupt("SIS batches"))?,
-        None => BTreeMap::new(),
-    };
-    let mut provenance = BTreeMap::new();
-    for field in fields.keys() {
-        let p = match manual.get(field) {
-            Some(m) => Provenance::Manual {
-                by: m.by.clone(),
-                at: m.at,
-            },
-            None => Provenance::Sis {
-                batch: sis_batches
-                    .get(field)
-                    .or(raw.created_batch.as_ref())
-                    .or(raw.batch.as_ref())
-                    .cloned()
-                    .unwrap_or_default(),
-            },
-        };
-        provenance.insert(field.clone(), p);
-    }
-    // A manual mark on a field with no value (cleared by hand) still counts.
-    for (field, m) in manual {
-        provenance
-            .entry(field)
-            .or_insert(Provenance::Manual { by: m.by, at: m.at });
-    }
+    let provenance = compact.provenance(&fields, raw.created_batch.as_ref(), raw.batch.as_ref());
     Ok(Record {
         entity,
         sourced_id: raw.sourced_id,
@@ -978,6 +915,7 @@ impl Atomic for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Provenance;
 
     fn record(id: &str) -> Record {
         let mut fields = BTreeMap::new();
@@ -1224,12 +1162,12 @@ mod tests {
     #[test]
     fn user_ids_are_parsed() {
         assert_eq!(
-            user_ids("{ClassLink:123},{LDAP: x }"),
+            crate::model::user_ids("{ClassLink:123},{LDAP: x }"),
             [
                 ("ClassLink".to_string(), "123".to_string()),
                 ("LDAP".to_string(), "x".to_string())
             ]
         );
-        assert!(user_ids("").is_empty());
+        assert!(crate::model::user_ids("").is_empty());
     }
 }

@@ -140,6 +140,8 @@ pub struct LeaseGuard<'a> {
     holder: String,
     ttl: Duration,
     pub taken: Taken,
+    /// Released by another process of the same holder, not by this guard.
+    kept: bool,
 }
 
 impl LeaseGuard<'_> {
@@ -161,11 +163,19 @@ impl LeaseGuard<'_> {
     pub fn holder(&self) -> &str {
         &self.holder
     }
+
+    /// Keeps the lease past this guard: a holder that works in several processes (an execution's states)
+    /// releases it in the last of them.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
 }
 
 impl Drop for LeaseGuard<'_> {
     fn drop(&mut self) {
-        let _ = self.store.release_lease(&self.tenant, &self.holder);
+        if !self.kept {
+            let _ = self.store.release_lease(&self.tenant, &self.holder);
+        }
     }
 }
 
@@ -206,6 +216,7 @@ pub fn take<'a>(
                 holder: holder.id.clone(),
                 ttl,
                 taken,
+                kept: false,
             }));
         }
     }

@@ -21,8 +21,8 @@ use crate::read::bundle::{Bundle, InputError};
 use crate::store::{Lease, Store, StoreError};
 use crate::validate::report::Report;
 use lease::{Holder, LeaseGuard, Liveness, Taken, describe_holder};
-use stages::{Arrival, PlanInput, Received};
 use serde::Serialize;
+use stages::{Arrival, PlanInput, Received};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use thiserror::Error;
@@ -462,7 +462,11 @@ impl Local<'_> {
             Some(out) => (out, String::new(), Compression::None),
             None => (
                 self.blobs,
-                format!("dry-run/{}/{}/", tenant.id, lease.holder().replace(':', "_")),
+                format!(
+                    "dry-run/{}/{}/",
+                    tenant.id,
+                    lease.holder().replace(':', "_")
+                ),
                 Compression::Gzip,
             ),
         };

@@ -209,6 +209,7 @@ fn keep_report(blobs: &dyn BlobStore, batch: &Batch, report: &Report) -> Result<
 }
 
 /// Runs one plan step of a received batch; its chunks and what it hands on go beside the batch's plan.
+#[allow(clippy::too_many_arguments)]
 pub fn plan_stage(
     store: &dyn Store,
     blobs: &dyn BlobStore,
@@ -232,18 +233,30 @@ pub fn plan_stage(
         chunk_size,
         compression: Compression::Gzip,
     };
-    Ok(run_step(step, bundle, &step_input, store, staging, progress)?)
+    Ok(run_step(
+        step,
+        bundle,
+        &step_input,
+        store,
+        staging,
+        progress,
+    )?)
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(blobs: &dyn BlobStore, key: &str) -> Result<T, SyncError> {
+fn read_json<T: serde::de::DeserializeOwned>(
+    blobs: &dyn BlobStore,
+    key: &str,
+) -> Result<T, SyncError> {
     let bytes = blobs.get(key)?.ok_or_else(|| PlanError::Staged {
         what: key.to_string(),
         reason: "it is not in the blob store".into(),
     })?;
-    Ok(serde_json::from_slice(&bytes).map_err(|e| PlanError::Staged {
-        what: key.to_string(),
-        reason: e.to_string(),
-    })?)
+    Ok(
+        serde_json::from_slice(&bytes).map_err(|e| PlanError::Staged {
+            what: key.to_string(),
+            reason: e.to_string(),
+        })?,
+    )
 }
 
 /// What the guard decided.
@@ -412,7 +425,10 @@ pub fn finish_stage(
         }
     }
     batch.status = BatchStatus::Applied;
-    if batch.bundle.starts_with(&super::kept_prefix(&batch.tenant, &batch.id)) {
+    if batch
+        .bundle
+        .starts_with(&super::kept_prefix(&batch.tenant, &batch.id))
+    {
         // The kept copy goes once the batch is applied; the bundle is where it came from.
         batch.bundle = batch.source.clone();
     }
@@ -514,7 +530,10 @@ pub(super) fn seen(batches: &[Batch], content: &str) -> Seen {
                 BatchStatus::Validated | BatchStatus::Planned | BatchStatus::Applying
             )
     }) {
-        return Seen::Before(Box::new(SyncOutcome::of_batch(running, SyncStatus::Planned)));
+        return Seen::Before(Box::new(SyncOutcome::of_batch(
+            running,
+            SyncStatus::Planned,
+        )));
     }
     // Sent before but the roster has moved on (a newer batch, a rollback, a rejection): a new batch.
     let earlier = batches.iter().filter(|b| content_of(b) == content).count();

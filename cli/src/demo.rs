@@ -9,7 +9,7 @@ use rollcall::apply::edit;
 use rollcall::generate::{GenOptions, OutputFormat, generate};
 use rollcall::model::{Entity, Tenant};
 use rollcall::store::sqlite::SqliteStore;
-use rollcall::store::{BatchStore, RecordRead, TenantStore, for_each_record};
+use rollcall::store::{Store, for_each_record};
 use rollcall::sync::{Local, SyncOptions, SyncOutcome, SyncStatus};
 use rollcall::{Limits, NoProgress, validate_path};
 use std::fs;
@@ -28,6 +28,54 @@ pub struct DemoArgs {
 
 const TENANT: &str = "maple";
 
+/// Where the demo's district is synced: the local pipeline, or a deployed stack.
+trait Runner {
+    fn store(&self) -> &dyn Store;
+    fn sync(&self, bundle: &Path) -> anyhow::Result<SyncOutcome>;
+    fn reject(&self, batch: &str) -> anyhow::Result<()>;
+}
+
+struct LocalRunner<'a> {
+    local: Local<'a>,
+    store: &'a SqliteStore,
+    opts: SyncOptions,
+}
+
+impl Runner for LocalRunner<'_> {
+    fn store(&self) -> &dyn Store {
+        self.store
+    }
+    fn sync(&self, bundle: &Path) -> anyhow::Result<SyncOutcome> {
+        Ok(self
+            .local
+            .sync_path(TENANT, bundle, &self.opts, &NoProgress)?)
+    }
+    fn reject(&self, batch: &str) -> anyhow::Result<()> {
+        self.local.reject(batch, &self.opts)?;
+        Ok(())
+    }
+}
+
+#[cfg(feature = "aws")]
+struct AwsRunner<'a> {
+    stack: &'a crate::aws::Stack,
+}
+
+#[cfg(feature = "aws")]
+impl Runner for AwsRunner<'_> {
+    fn store(&self) -> &dyn Store {
+        &self.stack.store
+    }
+    fn sync(&self, bundle: &Path) -> anyhow::Result<SyncOutcome> {
+        crate::aws::sync_outcome(self.stack, TENANT, bundle, &Limits::default(), 900)
+    }
+    fn reject(&self, batch: &str) -> anyhow::Result<()> {
+        crate::aws::decide_batch(self.stack, batch, false, 300)?;
+        Ok(())
+    }
+}
+
+/// The demo on the embedded store, in a folder of its own.
 pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     let temp = tempfile::tempdir().context("creating a temporary folder")?;
     let root = args
@@ -40,8 +88,28 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     };
     let store = SqliteStore::open(&db.db)?;
     let blobs = db.blobs();
-    let local = crate::roster::local(&store, &blobs);
-    let opts = SyncOptions::default();
+    let runner = LocalRunner {
+        local: crate::roster::local(&store, &blobs),
+        store: &store,
+        opts: SyncOptions::default(),
+    };
+    demo(args, &runner, &root)
+}
+
+/// The demo on a deployed stack (or `scripts/aws-local`): uploads go through S3 and the state machine.
+#[cfg(feature = "aws")]
+pub fn run_aws(args: &DemoArgs, stack: &crate::aws::Stack) -> anyhow::Result<ExitCode> {
+    let temp = tempfile::tempdir().context("creating a temporary folder")?;
+    let root = args
+        .keep
+        .clone()
+        .unwrap_or_else(|| temp.path().to_path_buf());
+    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
+    demo(args, &AwsRunner { stack }, &root)
+}
+
+fn demo(args: &DemoArgs, runner: &dyn Runner, root: &Path) -> anyhow::Result<ExitCode> {
+    let store = runner.store();
 
     step(
         1,
@@ -79,7 +147,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     if store.get_tenant(TENANT)?.is_none() {
         store.put_tenant(&tenant)?;
     }
-    let first = synced(&local, &day1, &opts)?;
+    let first = synced(runner, &day1)?;
     expect(&first, SyncStatus::Applied)?;
 
     step(
@@ -110,7 +178,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         3,
         "Homeroom KG - Room of Wonders",
     )?;
-    let second = synced(&local, &day2, &opts)?;
+    let second = synced(runner, &day2)?;
     expect(&second, SyncStatus::Applied)?;
 
     step(
@@ -120,7 +188,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         ),
     );
     edit::edit(
-        &store,
+        store,
         TENANT,
         Entity::Classes,
         &class,
@@ -128,7 +196,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         "support",
     )?;
     edit::edit(
-        &store,
+        store,
         TENANT,
         Entity::Users,
         "tch-000001",
@@ -144,7 +212,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
         3,
         "Homeroom KG - Sunflower Room",
     )?;
-    let third = synced(&local, &day3, &opts)?;
+    let third = synced(runner, &day3)?;
     expect(&third, SyncStatus::Applied)?;
     let kept = store
         .get_record(TENANT, Entity::Classes, &class)?
@@ -183,7 +251,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
             .map(|l| l.replace(",01,", ",1,"))
             .collect()
     })?;
-    let rejected = synced(&local, &spreadsheet, &opts)?;
+    let rejected = synced(runner, &spreadsheet)?;
     expect(&rejected, SyncStatus::Rejected)?;
 
     step(
@@ -192,15 +260,15 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<ExitCode> {
     );
     let broken = copy_bundle(&day3, &root.join("broken"))?;
     keep_fraction(&broken, "enrollments.csv", 10)?;
-    let held = synced(&local, &broken, &opts)?;
+    let held = synced(runner, &broken)?;
     expect(&held, SyncStatus::Held)?;
     outln!(
         "   ops look at it and reject it: rollcall reject {}",
         held.batch
     );
-    local.reject(&held.batch, &opts)?;
+    runner.reject(&held.batch)?;
     let mut active = 0;
-    for_each_record(&store, TENANT, Entity::Enrollments, None, None, |r| {
+    for_each_record(store, TENANT, Entity::Enrollments, None, None, |r| {
         active += usize::from(r.active);
         Ok::<_, rollcall::store::StoreError>(())
     })?;
@@ -226,8 +294,8 @@ fn step(n: u32, text: &str) {
     outln!("\n{n}. {text}");
 }
 
-fn synced(local: &Local<'_>, bundle: &Path, opts: &SyncOptions) -> anyhow::Result<SyncOutcome> {
-    let outcome = local.sync_path(TENANT, bundle, opts, &NoProgress)?;
+fn synced(runner: &dyn Runner, bundle: &Path) -> anyhow::Result<SyncOutcome> {
+    let outcome = runner.sync(bundle)?;
     for line in outcome_text(&outcome).lines() {
         outln!("   {line}");
     }

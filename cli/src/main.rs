@@ -24,6 +24,8 @@ macro_rules! outln {
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod advice;
+#[cfg(feature = "aws")]
+mod aws;
 mod bench;
 mod demo;
 mod progress;
@@ -51,10 +53,17 @@ struct Cli {
     command: Command,
     #[command(flatten)]
     db: roster::DbArgs,
+    /// Act on a deployed stack instead of the local database: names from ROLLCALL_BUCKET, ROLLCALL_TABLE,
+    /// ROLLCALL_STATE_MACHINE_ARN, ... (or --stack), credentials and AWS_ENDPOINT_URL from the environment.
+    #[arg(long, global = true)]
+    aws: bool,
+    /// With --aws: read the stack's names from the outputs of this CloudFormation stack.
+    #[arg(long, global = true, value_name = "NAME", requires = "aws")]
+    stack: Option<String>,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Check a OneRoster 1.1 bundle (.zip, folder or one CSV) and report every problem with file, line and column.
     #[command(
         after_help = "Examples:\n  rollcall validate roster.zip\n  rollcall validate ./export --format json > report.json\n\n\
@@ -219,7 +228,42 @@ struct GenArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result = match on_aws(&cli) {
+        Some(result) => result,
+        None => local(cli),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            match advice::advice(&err) {
+                Some(next) => eprintln!("error: {err:#}; {next}"),
+                None => eprintln!("error: {err:#}"),
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `--aws`: the commands that have a form on a deployed stack run there.
+#[cfg(feature = "aws")]
+fn on_aws(cli: &Cli) -> Option<anyhow::Result<ExitCode>> {
+    if !cli.aws {
+        return None;
+    }
+    aws::run(&cli.command, cli.stack.as_deref())
+}
+
+#[cfg(not(feature = "aws"))]
+fn on_aws(cli: &Cli) -> Option<anyhow::Result<ExitCode>> {
+    cli.aws.then(|| {
+        Err(anyhow::anyhow!(
+            "this rollcall was built without AWS support; build it with the `aws` feature"
+        ))
+    })
+}
+
+fn local(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
         Command::Validate(args) => run_validate(&args),
         Command::Gen(args) => run_gen(&args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::run(&args),
@@ -236,16 +280,6 @@ fn main() -> ExitCode {
         Command::Show(args) => roster::run_show(&cli.db, &args),
         Command::Find(args) => roster::run_find(&cli.db, &args),
         Command::History(args) => roster::run_history(&cli.db, &args),
-    };
-    match result {
-        Ok(code) => code,
-        Err(err) => {
-            match advice::advice(&err) {
-                Some(next) => eprintln!("error: {err:#}; {next}"),
-                None => eprintln!("error: {err:#}"),
-            }
-            ExitCode::from(2)
-        }
     }
 }
 

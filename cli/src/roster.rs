@@ -10,8 +10,8 @@ use rollcall::apply::edit;
 use rollcall::blob::local::LocalBlobs;
 use rollcall::model::{Batch, Entity, Policy, Record, SourceKind, Tenant, Threshold, iso_time};
 use rollcall::store::sqlite::SqliteStore;
-use rollcall::store::{BatchStore, RecordRead, StoreError, TenantStore, for_each_record};
-use rollcall::sync::lease::{Holder, LocalLiveness, describe_holder, unlock};
+use rollcall::store::{Store, StoreError, for_each_record};
+use rollcall::sync::lease::{Holder, Liveness, LocalLiveness, describe_holder, unlock};
 use rollcall::sync::{Local, SyncError, SyncOptions, SyncOutcome, SyncStatus};
 use rollcall::validate::report::plural;
 use rollcall::{NoProgress, Progress};
@@ -112,40 +112,44 @@ pub enum SourceArg {
 pub struct TenantSettings {
     /// Display name.
     #[arg(long)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     /// What a sync may do to manual work.
     #[arg(long, value_enum)]
-    policy: Option<PolicyArg>,
+    pub(crate) policy: Option<PolicyArg>,
     /// Where bundles come from (one source per tenant).
     #[arg(long, value_enum)]
-    source: Option<SourceArg>,
+    pub(crate) source: Option<SourceArg>,
     /// Only these schools (sourcedId or identifier); repeat for several.
     #[arg(long = "school", value_name = "SCHOOL")]
-    schools: Vec<String>,
+    pub(crate) schools: Vec<String>,
     /// Only users with these roles; repeat for several.
     #[arg(long = "role", value_name = "ROLE")]
-    roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
     /// Only students in these CEDS grades; repeat for several.
     #[arg(long = "grade", value_name = "GRADE")]
-    grades: Vec<String>,
+    pub(crate) grades: Vec<String>,
     /// Clear the school, role and grade filters.
     #[arg(long)]
-    clear_filters: bool,
+    pub(crate) clear_filters: bool,
     /// Hold a sync that would archive more than this fraction of an entity's active records (0.10 = 10 %).
     #[arg(long, value_name = "FRACTION")]
-    archive_threshold: Option<f64>,
+    pub(crate) archive_threshold: Option<f64>,
     /// Hold a sync that would update more than this fraction of an entity's active records.
     #[arg(long, value_name = "FRACTION")]
-    update_threshold: Option<f64>,
+    pub(crate) update_threshold: Option<f64>,
     /// A threshold for one entity, as ENTITY:ARCHIVE:UPDATE (for example enrollments:0.2:0.8); repeat for several.
     #[arg(long = "entity-threshold", value_name = "ENTITY:ARCHIVE:UPDATE")]
-    entity_thresholds: Vec<String>,
+    pub(crate) entity_thresholds: Vec<String>,
     /// Refuse records created by hand (the district's system is the only source).
     #[arg(long)]
-    no_manual_creation: bool,
+    pub(crate) no_manual_creation: bool,
     /// Allow records created by hand again.
     #[arg(long, conflicts_with = "no_manual_creation")]
-    manual_creation: bool,
+    pub(crate) manual_creation: bool,
+    /// With --aws: the district's SSH public key (OpenSSH format) for its SFTP user, which is created (or
+    /// gets the key added) and confined to the tenant's inbound folder.
+    #[arg(long, value_name = "FILE")]
+    pub sftp_key: Option<PathBuf>,
 }
 
 impl TenantSettings {
@@ -247,6 +251,21 @@ pub fn run_tenant(db: &DbArgs, command: &TenantCommand) -> anyhow::Result<ExitCo
         TenantCommand::List => db.open_read()?,
         _ => db.open()?,
     };
+    if let TenantCommand::Add { settings, .. } | TenantCommand::Set { settings, .. } = command {
+        anyhow::ensure!(
+            settings.sftp_key.is_none(),
+            "--sftp-key sets the tenant's SFTP user on a deployed stack: give --aws as well"
+        );
+    }
+    tenants(&store, command, &LocalLiveness)
+}
+
+/// The tenant commands on any store.
+pub fn tenants(
+    store: &dyn Store,
+    command: &TenantCommand,
+    liveness: &dyn Liveness,
+) -> anyhow::Result<ExitCode> {
     match command {
         TenantCommand::Add { id, settings } => {
             anyhow::ensure!(
@@ -274,7 +293,7 @@ pub fn run_tenant(db: &DbArgs, command: &TenantCommand) -> anyhow::Result<ExitCo
             store.get_tenant(id)?.with_context(|| {
                 format!("there is no tenant {id:?}; add it with `rollcall tenant add {id}`")
             })?;
-            match unlock(&store, id, &LocalLiveness)? {
+            match unlock(store, id, liveness)? {
                 Ok(None) => outln!("tenant {id} has no lease; nothing to clear"),
                 Ok(Some((lease, why))) => outln!(
                     "cleared tenant {id}'s lease, held by {} for a {} since {}: {why}",
@@ -341,27 +360,27 @@ fn describe_tenant(t: &Tenant) -> String {
 #[derive(Args)]
 pub struct SyncArgs {
     /// The bundle: a .zip, a folder of CSV files, or a single CSV file.
-    path: PathBuf,
+    pub(crate) path: PathBuf,
     /// The tenant the bundle is for.
     #[arg(long)]
-    tenant: String,
+    pub(crate) tenant: String,
     /// Plan and report what would change; change nothing.
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
     /// With --dry-run: write the plan into this folder (plan.json, and its changes as JSON Lines) to read.
     #[arg(long, value_name = "DIR", requires = "dry_run")]
-    plan_out: Option<PathBuf>,
+    pub(crate) plan_out: Option<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-    format: ReportFormat,
+    pub(crate) format: ReportFormat,
     /// Seconds to wait for another sync of the same tenant to finish.
     #[arg(long, default_value_t = 600)]
-    wait: u64,
+    pub(crate) wait: u64,
     /// The path the bundle arrived by; a tenant takes bundles from its own source only.
     #[arg(long, value_enum, default_value_t = SourceArg::Sftp)]
-    source: SourceArg,
+    pub(crate) source: SourceArg,
     #[command(flatten)]
-    limits: LimitArgs,
+    pub(crate) limits: LimitArgs,
 }
 
 pub fn run_sync(db: &DbArgs, args: &SyncArgs) -> anyhow::Result<ExitCode> {
@@ -524,13 +543,13 @@ pub fn outcome_text(outcome: &SyncOutcome) -> String {
 #[derive(Args)]
 pub struct BatchArgs {
     /// The batch id (`rollcall history --tenant T` lists them).
-    batch: String,
+    pub(crate) batch: String,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-    format: ReportFormat,
+    pub(crate) format: ReportFormat,
     /// Seconds to wait for another run of the same tenant to finish.
     #[arg(long, default_value_t = 600)]
-    wait: u64,
+    pub(crate) wait: u64,
 }
 
 pub fn run_approve(db: &DbArgs, args: &BatchArgs) -> anyhow::Result<ExitCode> {
@@ -558,13 +577,13 @@ pub fn run_reject(db: &DbArgs, args: &BatchArgs) -> anyhow::Result<ExitCode> {
 #[derive(Args)]
 pub struct RollbackArgs {
     /// The applied batch to undo.
-    batch: String,
+    pub(crate) batch: String,
     /// Restore this batch's prior states even where later batches or manual edits changed the same records.
     #[arg(long)]
-    force: bool,
+    pub(crate) force: bool,
     /// Seconds to wait for another run of the same tenant to finish.
     #[arg(long, default_value_t = 600)]
-    wait: u64,
+    pub(crate) wait: u64,
 }
 
 pub fn run_rollback(db: &DbArgs, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
@@ -604,7 +623,7 @@ pub struct EditArgs {
     by: String,
 }
 
-fn whoami() -> String {
+pub(crate) fn whoami() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".to_string())
 }
 
@@ -621,7 +640,11 @@ pub struct RecordArgs {
 }
 
 pub fn run_edit(db: &DbArgs, args: &EditArgs, create: bool) -> anyhow::Result<ExitCode> {
-    let store = db.open()?;
+    edit_record(&db.open()?, args, create)
+}
+
+/// Edits or creates a record by hand on any store.
+pub fn edit_record(store: &dyn Store, args: &EditArgs, create: bool) -> anyhow::Result<ExitCode> {
     let e = entity(&args.entity)?;
     let sets = edit::assignments(&args.sets)?;
     anyhow::ensure!(
@@ -629,21 +652,29 @@ pub fn run_edit(db: &DbArgs, args: &EditArgs, create: bool) -> anyhow::Result<Ex
         "nothing to change: give --set FIELD=VALUE"
     );
     let record = if create {
-        edit::create(&store, &args.tenant, e, &args.sourced_id, &sets, &args.by)?
+        edit::create(store, &args.tenant, e, &args.sourced_id, &sets, &args.by)?
     } else {
-        edit::edit(&store, &args.tenant, e, &args.sourced_id, &sets, &args.by)?
+        edit::edit(store, &args.tenant, e, &args.sourced_id, &sets, &args.by)?
     };
     outln!("{}", record_line(&record));
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn run_archive(db: &DbArgs, args: &RecordArgs, archive: bool) -> anyhow::Result<ExitCode> {
-    let store = db.open()?;
+    archive_record(&db.open()?, args, archive)
+}
+
+/// Archives or restores a record by hand on any store.
+pub fn archive_record(
+    store: &dyn Store,
+    args: &RecordArgs,
+    archive: bool,
+) -> anyhow::Result<ExitCode> {
     let e = entity(&args.entity)?;
     let record = if archive {
-        edit::archive(&store, &args.tenant, e, &args.sourced_id, &args.by)?
+        edit::archive(store, &args.tenant, e, &args.sourced_id, &args.by)?
     } else {
-        edit::restore(&store, &args.tenant, e, &args.sourced_id, &args.by)?
+        edit::restore(store, &args.tenant, e, &args.sourced_id, &args.by)?
     };
     outln!("{}", record_line(&record));
     Ok(ExitCode::SUCCESS)
@@ -712,7 +743,11 @@ fn record_detail(r: &Record) -> String {
 }
 
 pub fn run_show(db: &DbArgs, args: &ShowArgs) -> anyhow::Result<ExitCode> {
-    let store = db.open_read()?;
+    show(&db.open_read()?, args)
+}
+
+/// Shows records of any store.
+pub fn show(store: &dyn Store, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let e = entity(&args.entity)?;
     if let Some(id) = &args.sourced_id {
         let record = store
@@ -727,7 +762,7 @@ pub fn run_show(db: &DbArgs, args: &ShowArgs) -> anyhow::Result<ExitCode> {
         out!("[");
     }
     for_each_record(
-        &store,
+        store,
         &args.tenant,
         e,
         args.after.as_deref(),
@@ -783,7 +818,11 @@ pub struct FindArgs {
 }
 
 pub fn run_find(db: &DbArgs, args: &FindArgs) -> anyhow::Result<ExitCode> {
-    let store = db.open_read()?;
+    find(&db.open_read()?, args)
+}
+
+/// Finds users by SSO identity in any store.
+pub fn find(store: &dyn Store, args: &FindArgs) -> anyhow::Result<ExitCode> {
     let found = match (&args.username, &args.user_id) {
         (Some(u), _) => store.find_by_username(&args.tenant, u)?,
         (None, Some(id)) => {
@@ -854,7 +893,11 @@ fn batch_line(b: &Batch) -> String {
 }
 
 pub fn run_history(db: &DbArgs, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
-    let store = db.open_read()?;
+    history(&db.open_read()?, args)
+}
+
+/// A tenant's history in any store.
+pub fn history(store: &dyn Store, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
     store.get_tenant(&args.tenant)?.with_context(|| {
         format!(
             "there is no tenant {:?}; add it with `rollcall tenant add {}`",

@@ -8,7 +8,6 @@
 pub mod lease;
 pub mod stages;
 
-use crate::apply::rollback::{conflicts, roll_back};
 use crate::apply::{Applied, apply_plan};
 use crate::blob::{BlobError, BlobStore};
 use crate::limits::Limits;
@@ -137,7 +136,8 @@ fn is_zero(n: &u64) -> bool {
 }
 
 impl SyncOutcome {
-    fn of_batch(b: &Batch, status: SyncStatus) -> SyncOutcome {
+    /// What a sync's output says of a recorded batch.
+    pub fn of_batch(b: &Batch, status: SyncStatus) -> SyncOutcome {
         SyncOutcome {
             batch: b.id.clone(),
             status,
@@ -570,56 +570,13 @@ impl Local<'_> {
         let tenant = tenant_of(self.store, &batch.tenant)?;
         let lease = self.lease(&tenant.id, &format!("rollback of batch {batch_id}"), opts)?;
         self.recover(&tenant, &lease)?;
-        let mut batch = any_batch(self.store, batch_id)?;
-        if batch.status != BatchStatus::Applied {
-            return Err(SyncError::NotApplied {
-                id: batch.id,
-                status: batch.status.as_str(),
-            });
-        }
-        lease.renew(Some(&batch.id))?;
-        let found = conflicts(self.store, &batch.tenant, &batch.id)?;
-        let history = self.store.list_batches(&batch.tenant)?;
-        let later: Vec<&Batch> = history
-            .iter()
-            .skip_while(|b| b.id != batch.id)
-            .skip(1)
-            .filter(|b| b.status == BatchStatus::Applied)
-            .collect();
-        if found.created > 0 && !later.is_empty() && !force {
-            return Err(SyncError::LaterDepends {
-                id: batch.id,
-                created: found.created,
-                later: later
-                    .iter()
-                    .map(|b| b.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-        if found.count > 0 && !force {
-            return Err(SyncError::RollbackConflict {
-                id: batch.id,
-                count: found.count,
-                examples: found.examples.join(", "),
-            });
-        }
-        batch.status = BatchStatus::RollingBack;
-        batch.updated_at = now();
-        self.store.put_batch(&batch)?;
-        self.finish_rollback(&mut batch, force)?;
-        Ok(batch)
+        lease.renew(Some(batch_id))?;
+        stages::rollback_stage(self.store, batch_id, force)
     }
 
-    /// Restores the batch's prior states and marks it rolled back, in one unit of work.
+    /// Finishes a rollback a run that stopped had begun.
     fn finish_rollback(&self, batch: &mut Batch, force: bool) -> Result<(), SyncError> {
-        let unit = self.store.unit()?;
-        roll_back(self.store, &batch.tenant, &batch.id, force)?;
-        self.store.delete_undo(&batch.tenant, &batch.id)?;
-        batch.status = BatchStatus::RolledBack;
-        batch.updated_at = now();
-        self.store.put_batch(batch)?;
-        unit.commit()?;
+        *batch = stages::finish_rollback(self.store, &batch.id, force)?;
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! nothing passes between stages but the batch id (and, for apply, which chunk).
 
 use super::{FindingCounts, SyncError, SyncOutcome, SyncStatus, batch_id, staged_prefix};
+use crate::apply::rollback::{conflicts, roll_back};
 use crate::apply::{Applied, add_result, apply_chunk};
 use crate::blob::BlobStore;
 use crate::limits::Limits;
@@ -469,6 +470,65 @@ pub fn reject_stage(store: &dyn Store, batch_id: &str) -> Result<Batch, SyncErro
     batch.status = BatchStatus::Rejected;
     batch.updated_at = now();
     store.put_batch(&batch)?;
+    Ok(batch)
+}
+
+/// Undoes an applied batch (its tenant's lease held): refuses when records it changed were changed again
+/// since (by a later batch or by hand) or when later batches may refer to records it created, unless `force`.
+pub fn rollback_stage(store: &dyn Store, batch_id: &str, force: bool) -> Result<Batch, SyncError> {
+    let mut batch = batch_of(store, batch_id)?;
+    if batch.status == BatchStatus::RollingBack {
+        return finish_rollback(store, batch_id, true);
+    }
+    if batch.status != BatchStatus::Applied {
+        return Err(SyncError::NotApplied {
+            id: batch.id,
+            status: batch.status.as_str(),
+        });
+    }
+    let found = conflicts(store, &batch.tenant, &batch.id)?;
+    let history = store.list_batches(&batch.tenant)?;
+    let later: Vec<&Batch> = history
+        .iter()
+        .skip_while(|b| b.id != batch.id)
+        .skip(1)
+        .filter(|b| b.status == BatchStatus::Applied)
+        .collect();
+    if found.created > 0 && !later.is_empty() && !force {
+        return Err(SyncError::LaterDepends {
+            id: batch.id,
+            created: found.created,
+            later: later
+                .iter()
+                .map(|b| b.id.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    if found.count > 0 && !force {
+        return Err(SyncError::RollbackConflict {
+            id: batch.id,
+            count: found.count,
+            examples: found.examples.join(", "),
+        });
+    }
+    // Recorded first, outside the unit of work: a rollback that stops midway is finished by the next one.
+    batch.status = BatchStatus::RollingBack;
+    batch.updated_at = now();
+    store.put_batch(&batch)?;
+    finish_rollback(store, batch_id, force)
+}
+
+/// Restores a rolling-back batch's prior states, page by page, and marks it rolled back, in one unit of work.
+pub fn finish_rollback(store: &dyn Store, batch_id: &str, force: bool) -> Result<Batch, SyncError> {
+    let mut batch = batch_of(store, batch_id)?;
+    let unit = store.unit()?;
+    roll_back(store, &batch.tenant, &batch.id, force)?;
+    store.delete_undo(&batch.tenant, &batch.id)?;
+    batch.status = BatchStatus::RolledBack;
+    batch.updated_at = now();
+    store.put_batch(&batch)?;
+    unit.commit()?;
     Ok(batch)
 }
 

@@ -14,6 +14,20 @@ Where moto differs from AWS, only this harness adapts (the production code stays
 * Transfer Family has no SFTP endpoint in moto: an asyncssh server here authenticates the users the Transfer
   API holds (keys and home mappings read back with describe_user) and writes uploads into S3 under their home.
 * CloudFormation is not run: the resources are created from the template's properties by this script.
+* moto's Query walks the whole table (and its tables are not safe for a query racing a write): the harness
+  serves DynamoDB requests one at a time and hands each query only the items it could match (same results).
+* moto's Step Functions engine sleeps for real between retries: `--retry-clock 0.1` makes those waits ten times
+  shorter (the definition stays as written), so tests of retried faults do not wait minutes.
+
+Tests reach the harness itself at ROLLCALL_HARNESS_URL:
+  GET  /events?tenant=T           the batch events published on the stack's bus (as the product would get them)
+  POST /redeliver?key=K           deliver the last S3 event of key K to validate once more (a duplicate event)
+  POST /faults                    {"contains": "R#t#", "after": N, "fail": K}: after N successful PutItem calls
+                                  on items whose pk contains the string, fail the next K (an error the SDK does
+                                  not retry, as a function dying midway would look to the chunk); arming the
+                                  same pattern again replaces its fault
+  GET  /faults                    the faults armed, with how often each was hit
+  GET  /writes?contains=S         successful PutItem and DeleteItem calls on items whose pk contains S
 """
 
 import argparse
@@ -153,8 +167,20 @@ class Function:
         self.lock = threading.Lock()
         self.port = None
         self.processes = []
+        self.timings = None
 
     def invoke(self, event):
+        started = time.time()
+        try:
+            return self._invoke(event)
+        finally:
+            if self.timings is not None:
+                with self.lock:
+                    self.timings.write(json.dumps({"function": self.name, "started": started,
+                                                   "seconds": round(time.time() - started, 3)}) + "\n")
+                    self.timings.flush()
+
+    def _invoke(self, event):
         rid = str(uuid.uuid4())
         done = threading.Event()
         with self.lock:
@@ -263,6 +289,217 @@ def route_invocations(functions):
     LambdaSimpleBackend.invoke = invoke
 
 
+# --- The harness's own endpoint: events seen, faults to inject, writes counted ----------------------------------
+
+
+class Control:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.events = []
+        self.deliveries = {}
+        self.faults = []
+        self.writes = []  # (operation, pk) of every successful record write
+
+    def patch_dynamodb(self):
+        """Counts successful writes and fails armed ones, inside moto's DynamoDB handler."""
+        from moto.core.exceptions import JsonRESTError
+        from moto.dynamodb.responses import DynamoHandler
+
+        control = self
+
+        def key_of(body, field):
+            value = (body.get(field) or {}).get("pk")
+            if isinstance(value, dict):
+                value = value.get("S")
+            return value or ""
+
+        def wrap(operation, field):
+            original = getattr(DynamoHandler, operation)
+
+            def handler(self):
+                pk = key_of(self.body, field)
+                with control.lock:
+                    for fault in control.faults:
+                        if fault["contains"] in pk and operation == "put_item":
+                            if fault["seen"] >= fault["after"] and fault["failed"] < fault["fail"]:
+                                fault["failed"] += 1
+                                raise JsonRESTError("InjectedFault", f"the harness failed this write on purpose ({pk})")
+                result = original(self)
+                with control.lock:
+                    control.writes.append((operation, pk))
+                    for fault in control.faults:
+                        if fault["contains"] in pk and operation == "put_item":
+                            fault["seen"] += 1
+                return result
+
+            setattr(DynamoHandler, operation, handler)
+
+        wrap("put_item", "Item")
+        wrap("delete_item", "Key")
+
+        # moto's tables are plain dicts that a query walks while another request's write changes them
+        # ("dictionary changed size during iteration"): one DynamoDB request at a time, as a table would
+        # serialize them.
+        serial = threading.Lock()
+        dispatch = DynamoHandler.call_action
+
+        def one_at_a_time(self):
+            with serial:
+                return dispatch(self)
+
+        DynamoHandler.call_action = one_at_a_time
+
+    def serve(self, stack):
+        control = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, code, value):
+                body = json.dumps(value).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def query(self):
+                from urllib.parse import parse_qs, urlparse
+
+                url = urlparse(self.path)
+                return url.path, {k: v[0] for k, v in parse_qs(url.query).items()}
+
+            def do_GET(self):
+                path, q = self.query()
+                with control.lock:
+                    if path == "/events":
+                        tenant = q.get("tenant")
+                        return self.reply(200, [e for e in control.events
+                                                if tenant is None or e.get("detail", {}).get("tenant") == tenant])
+                    if path == "/writes":
+                        needle = q.get("contains", "")
+                        hits = [op for op, pk in control.writes if needle in pk]
+                        return self.reply(200, {"put_item": hits.count("put_item"), "delete_item": hits.count("delete_item")})
+                    if path == "/faults":
+                        return self.reply(200, control.faults)
+                self.reply(404, {"error": f"no such endpoint {path}"})
+
+            def do_POST(self):
+                path, q = self.query()
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if path == "/faults":
+                    fault = json.loads(body or b"{}")
+                    with control.lock:
+                        # One fault per pattern: arming it again replaces it ("fail": 0 disarms it).
+                        control.faults[:] = [f for f in control.faults if f["contains"] != fault.get("contains")]
+                        if fault.get("contains"):
+                            control.faults.append({"contains": fault["contains"], "after": int(fault.get("after", 0)),
+                                                   "fail": int(fault.get("fail", 1)), "seen": 0, "failed": 0})
+                    return self.reply(200, {"ok": True})
+                if path == "/redeliver":
+                    with control.lock:
+                        event = control.deliveries.get(q.get("key", ""))
+                    if event is None:
+                        return self.reply(404, {"error": "no event was delivered for that key"})
+                    error, payload = stack.invoke_validate(event)
+                    return self.reply(200, {"error": error, "result": json.loads(payload or b"null")})
+                self.reply(404, {"error": f"no such endpoint {path}"})
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def speed_up_queries():
+    """moto answers every Query by walking every item of the table, which makes planning (a query per shard)
+    slower the more tenants a test run has loaded. Give its queries the items they could match instead: the
+    table's own partition for a table query, and for an index query the items an index of ours says carry
+    that key (kept as items are written, and checked again when read). What a query returns is unchanged."""
+    from collections import defaultdict
+
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
+
+    keys = defaultdict(lambda: defaultdict(set))  # (table, attribute) -> value -> {(hash, range)}
+
+    def note(table, item):
+        for gsi in table.global_indexes:
+            for part in gsi.schema:
+                if part["KeyType"] == "HASH":
+                    value = item.attrs.get(part["AttributeName"])
+                    if value is not None:
+                        keys[(table.name, part["AttributeName"])][value].add((item.hash_key, item.range_key))
+
+    put = Table.put_item
+
+    def put_item(self, *args, **kwargs):
+        item = put(self, *args, **kwargs)
+        note(self, item)
+        return item
+
+    Table.put_item = put_item
+
+    update = DynamoDBBackend.update_item
+
+    def update_item(self, table_name, *args, **kwargs):
+        item = update(self, table_name, *args, **kwargs)
+        note(self.get_table(table_name), item)
+        return item
+
+    DynamoDBBackend.update_item = update_item
+
+    query = Table.query
+
+    def narrowed(self, hash_key, index_name, hash_key_conditions):
+        if not index_name:
+            if hash_key is None:
+                return None
+            found = self.items.get(hash_key)
+            if found is None:
+                return []
+            return list(found.values()) if self.range_key_attr else [found]
+        if not hash_key_conditions or len(hash_key_conditions) != 1:
+            return None
+        attribute, value = hash_key_conditions[0]
+        out = []
+        for h, r in list(keys.get((self.name, attribute), {}).get(value, ())):
+            item = self.items.get(h)
+            if item is not None and self.range_key_attr:
+                item = item.get(r)
+            if item is not None and item.attrs.get(attribute) == value:
+                out.append(item)
+        return out
+
+    def narrowed_query(self, hash_key, range_comparison, range_objs, limit, exclusive_start_key,
+                       scan_index_forward, projection_expressions, index_name=None, consistent_read=False,
+                       filter_expression=None, **kwargs):
+        candidates = narrowed(self, hash_key, index_name, kwargs.get("hash_key_conditions"))
+        args = (self, hash_key, range_comparison, range_objs, limit, exclusive_start_key, scan_index_forward,
+                projection_expressions, index_name, consistent_read, filter_expression)
+        if candidates is None:
+            return query(*args, **kwargs)
+        # DynamoDB requests are served one at a time (see Control.patch_dynamodb), so this is safe.
+        self.all_items = lambda: candidates
+        try:
+            return query(*args, **kwargs)
+        finally:
+            del self.all_items
+
+    Table.query = narrowed_query
+
+
+def speed_up_retries(factor):
+    """moto's Step Functions engine sleeps for real between the retries a Retry declares: scale those sleeps."""
+    import types
+
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+
+    real = time.sleep
+    retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: real(seconds * factor), time=time.time)
+
+
 # --- SFTP in place of Transfer Family --------------------------------------------------------------------------
 
 
@@ -350,11 +587,13 @@ def start_sftp(transfer, s3, server_id, work):
 
 
 class Stack:
-    def __init__(self, functions_dir, quiet):
+    def __init__(self, functions_dir, quiet, retry_clock):
         self.functions_dir = functions_dir
         self.quiet = quiet
+        self.retry_clock = retry_clock
         self.functions = {}
         self.stop_polling = threading.Event()
+        self.control = Control()
 
     def start(self):
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -365,6 +604,10 @@ class Stack:
         os.environ["MOTO_PORT"] = str(port)
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.moto.start()
+        self.control.patch_dynamodb()
+        speed_up_queries()
+        if self.retry_clock != 1:
+            speed_up_retries(self.retry_clock)
         self.endpoint = f"http://127.0.0.1:{port}"
         config = {"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}
         request = urllib.request.Request(f"{self.endpoint}/moto-api/config", method="POST",
@@ -375,11 +618,15 @@ class Stack:
             os.environ.setdefault(k, v)
         self.work = tempfile.mkdtemp(prefix="rollcall-aws-local-")
         self.create()
-        route_invocations(self.functions)
-        self.start_functions()
-        threading.Thread(target=self.deliver_uploads, daemon=True).start()
         self.sftp_port, self.sftp_loop = start_sftp(self.client("transfer"), self.client("s3"), self.server_id,
                                                      os.path.join(self.work, "sftp"))
+        route_invocations(self.functions)
+        self.harness_url = self.control.serve(self)
+        # Each invocation's function, duration and outcome; kept where the caller asks (benchmarks read it).
+        self.timings_path = os.environ.get("ROLLCALL_INVOCATIONS_LOG") or os.path.join(self.work, "invocations.jsonl")
+        self.start_functions()
+        threading.Thread(target=self.deliver_uploads, daemon=True).start()
+        threading.Thread(target=self.collect_events, daemon=True).start()
 
     def client(self, service):
         import boto3
@@ -476,14 +723,17 @@ class Stack:
             "ROLLCALL_TRANSFER_SERVER": self.server_id,
             "ROLLCALL_TRANSFER_ROLE": self.transfer_role,
             "ROLLCALL_SFTP_PORT": str(self.sftp_port),
-            "ROLLCALL_EVENTS_QUEUE_URL": self.events_queue,
+            "ROLLCALL_HARNESS_URL": self.harness_url,
+            "ROLLCALL_INVOCATIONS_LOG": self.timings_path,
         }
 
     def start_functions(self):
         logs = os.path.join(self.work, "logs")
         os.makedirs(logs, exist_ok=True)
         self.logs = logs
+        timings = open(self.timings_path, "a")
         for fname, fn in self.functions.items():
+            fn.timings = timings
             fn.serve()
             env = dict(self.env())
             env.update(fn.env)
@@ -499,8 +749,7 @@ class Stack:
 
     def deliver_uploads(self):
         """What EventBridge does on AWS: each S3 event that matches the rule invokes validate."""
-        sqs, lam = self.client("sqs"), self.client("lambda")
-        validate = next(n for n in self.functions if n.endswith("-validate"))
+        sqs = self.client("sqs")
         while not self.stop_polling.is_set():
             try:
                 got = sqs.receive_message(QueueUrl=self.uploads_queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
@@ -511,13 +760,42 @@ class Stack:
                 continue
             for message in got.get("Messages", []):
                 sqs.delete_message(QueueUrl=self.uploads_queue, ReceiptHandle=message["ReceiptHandle"])
-                threading.Thread(target=self.invoke_validate, args=(lam, validate, message["Body"]), daemon=True).start()
+                body = message["Body"].encode()
+                try:
+                    key = json.loads(body)["detail"]["object"]["key"]
+                except (ValueError, KeyError, TypeError):
+                    key = None
+                with self.control.lock:
+                    self.control.deliveries[key] = body
+                threading.Thread(target=self.invoke_validate, args=(body,), daemon=True).start()
 
-    def invoke_validate(self, lam, name, body):
-        out = lam.invoke(FunctionName=name, Payload=body.encode())
-        payload = out["Payload"].read().decode(errors="replace")
+    def invoke_validate(self, body):
+        validate = next(n for n in self.functions if n.endswith("-validate"))
+        out = self.client("lambda").invoke(FunctionName=validate, Payload=body)
+        payload = out["Payload"].read()
         if out.get("FunctionError"):
-            log(f"validate failed on an upload: {payload}")
+            log(f"validate failed on an upload: {payload.decode(errors='replace')}")
+        return out.get("FunctionError"), payload
+
+    def collect_events(self):
+        """The batch events the functions publish, kept for tests (GET /events on the harness)."""
+        sqs = self.client("sqs")
+        while not self.stop_polling.is_set():
+            try:
+                got = sqs.receive_message(QueueUrl=self.events_queue, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            except Exception:
+                if self.stop_polling.is_set():
+                    return
+                time.sleep(0.2)
+                continue
+            for message in got.get("Messages", []):
+                sqs.delete_message(QueueUrl=self.events_queue, ReceiptHandle=message["ReceiptHandle"])
+                try:
+                    event = json.loads(message["Body"])
+                except ValueError:
+                    continue
+                with self.control.lock:
+                    self.control.events.append(event)
 
     def stop(self):
         self.stop_polling.set()
@@ -527,7 +805,11 @@ class Stack:
             self.sftp_loop.call_soon_threadsafe(self.sftp_loop.stop)
         except Exception:
             pass
-        self.moto.stop()
+        # moto's server joins every request thread on shutdown, and its Step Functions engine may still be
+        # running an execution a test left (a held batch): give it a moment, then leave without it.
+        stopping = threading.Thread(target=self.moto.stop, daemon=True)
+        stopping.start()
+        stopping.join(timeout=3)
 
 
 def main():
@@ -536,11 +818,13 @@ def main():
                         help="where the functions' binaries are (default: target/debug)")
     parser.add_argument("--quiet", type=int, default=int(os.environ.get("ROLLCALL_QUIET_SECONDS", "3")),
                         help="seconds a folder of loose files must stay unchanged (default 3 here)")
+    parser.add_argument("--retry-clock", type=float, default=float(os.environ.get("ROLLCALL_RETRY_CLOCK", "1")),
+                        help="scale the waits between Step Functions retries (0.1: ten times shorter; default 1)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
 
-    stack = Stack(args.functions, args.quiet)
+    stack = Stack(args.functions, args.quiet, args.retry_clock)
     started = time.time()
     stack.start()
     env = stack.env()
@@ -560,4 +844,8 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Threads of moto's server and of the SFTP loop may still be alive: exit without waiting for them.
+    os._exit(status or 0)

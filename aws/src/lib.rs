@@ -16,3 +16,5 @@ pub mod transfer;
 
 pub use bridge::{AwsError, Bridge};
 pub use context::{Aws, Names};
+/// The SDK crates whose clients `Aws` holds, for callers that make calls of their own (tests, tools).
+pub use {aws_sdk_dynamodb, aws_sdk_s3, aws_sdk_sfn};

@@ -530,15 +530,22 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
-    /// One chunk of the plan.
+    /// One chunk of the plan. A failure is noted with the batch, so that when the map gives up on the chunk
+    /// the failure path can say why (a failed map item only tells the state machine that it failed).
     pub fn apply(&self, job: &Job, chunk: &ChunkInfo) -> Result<ChunkResult, StepError> {
         self.renew(job)?;
-        Ok(stages::apply_stage(
-            &self.store,
-            &self.blobs,
-            &job.batch,
-            chunk,
-        )?)
+        let applied = stages::apply_stage(&self.store, &self.blobs, &job.batch, chunk)
+            .map_err(StepError::from);
+        if let Err(e) = &applied {
+            let reason = format!("{}: {e}", e.name());
+            if let Err(note) = self
+                .store
+                .note_chunk_failure(&job.batch, chunk.number, &reason)
+            {
+                tracing::warn!(chunk = chunk.number, error = %note, "the chunk's failure was not noted");
+            }
+        }
+        applied
     }
 
     /// Commits the batch once every chunk is recorded as applied, releases the lease, tells subscribers, and
@@ -580,7 +587,17 @@ impl<'a> Pipeline<'a> {
     /// The failure path: undoes what the batch had applied, marks it failed with the reason, releases the
     /// lease, and tells subscribers (and ops).
     pub fn fail(&self, job: &Job, caught: Option<&Caught>) -> Result<(), StepError> {
-        let reason = caught.map_or_else(|| "the pipeline failed".to_string(), Caught::reason);
+        let mut reason = caught.map_or_else(|| "the pipeline failed".to_string(), Caught::reason);
+        // A chunk the map gave up on (failed, never applied after): its own error says what went wrong.
+        let applied = self.store.chunk_results(&job.tenant, &job.batch)?;
+        let unapplied = self
+            .store
+            .chunk_failures(&job.batch)?
+            .into_iter()
+            .find(|(chunk, _)| !applied.contains_key(chunk));
+        if let Some((chunk, why)) = unapplied {
+            reason = format!("{reason} (chunk {chunk} failed with {why})");
+        }
         self.undo_and_fail(&job.batch, &reason)?;
         if !job.execution.is_empty() {
             self.release(job)?;

@@ -273,7 +273,7 @@ pub fn sync_outcome(
         if let Some(batch) = ours
             && (batch.status.is_final() || batch.status == BatchStatus::Held)
         {
-            return outcome_of(batch);
+            return outcome_of(stack, batch);
         }
         // No new batch after a while: the content was seen before (applied, or held already).
         if ours.is_none()
@@ -303,8 +303,9 @@ fn exit_for(status: SyncStatus) -> ExitCode {
     }
 }
 
-/// What a local sync would have said of a batch that ran through the pipeline.
-fn outcome_of(batch: &Batch) -> anyhow::Result<SyncOutcome> {
+/// What a local sync would have said of a batch that ran through the pipeline (the ids behind the counts
+/// come from its staged plan, while the bucket keeps it).
+fn outcome_of(stack: &Stack, batch: &Batch) -> anyhow::Result<SyncOutcome> {
     let status = match batch.status {
         BatchStatus::Applied => SyncStatus::Applied,
         BatchStatus::Held => SyncStatus::Held,
@@ -320,6 +321,11 @@ fn outcome_of(batch: &Batch) -> anyhow::Result<SyncOutcome> {
     let mut outcome = SyncOutcome::of_batch(batch, status);
     if status == SyncStatus::Rejected {
         outcome.counts.clear();
+    } else if !batch.plan.is_empty()
+        && let Some(bytes) = stack.blobs.get(&format!("{}plan.json", batch.plan))?
+        && let Ok(file) = serde_json::from_slice::<rollcall::plan::PlanFile>(&bytes)
+    {
+        outcome.samples = rollcall::plan::Plan::from_file(&file).samples;
     }
     outcome.writes = batch.writes;
     Ok(outcome)
@@ -332,7 +338,7 @@ fn decide(stack: &Stack, args: &BatchArgs, approve: bool) -> anyhow::Result<Exit
         outln!("batch {} rejected: nothing from it was applied", batch.id);
         return Ok(ExitCode::SUCCESS);
     }
-    print_outcome(&outcome_of(&batch)?, args.format);
+    print_outcome(&outcome_of(stack, &batch)?, args.format);
     Ok(ExitCode::SUCCESS)
 }
 

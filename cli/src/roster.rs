@@ -10,7 +10,7 @@ use rollcall::apply::edit;
 use rollcall::blob::local::LocalBlobs;
 use rollcall::model::{Batch, Entity, Policy, Record, SourceKind, Tenant, Threshold, iso_time};
 use rollcall::store::sqlite::SqliteStore;
-use rollcall::store::{Store, StoreError, for_each_record};
+use rollcall::store::{EnrollmentsOf, Store, StoreError, for_each_record};
 use rollcall::sync::lease::{Holder, Liveness, LocalLiveness, describe_holder, unlock};
 use rollcall::sync::{Local, SyncError, SyncOptions, SyncOutcome, SyncStatus};
 use rollcall::validate::report::plural;
@@ -804,15 +804,22 @@ fn print_records(records: &[Record], format: ReportFormat, detail: bool) {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("by").required(true)))]
 pub struct FindArgs {
     #[arg(long)]
     tenant: String,
     /// The SSO login name.
-    #[arg(long, conflicts_with = "user_id", required_unless_present = "user_id")]
+    #[arg(long, group = "by")]
     username: Option<String>,
     /// A `userIds` entry as TYPE:IDENTIFIER, for example ClassLink:123.
-    #[arg(long)]
+    #[arg(long, group = "by")]
     user_id: Option<String>,
+    /// The enrollments of the class with this sourcedId.
+    #[arg(long, value_name = "CLASS", group = "by")]
+    class: Option<String>,
+    /// The enrollments of the user with this sourcedId.
+    #[arg(long, value_name = "USER", group = "by")]
+    enrolled: Option<String>,
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
 }
@@ -823,18 +830,33 @@ pub fn run_find(db: &DbArgs, args: &FindArgs) -> anyhow::Result<ExitCode> {
 
 /// Finds users by SSO identity in any store.
 pub fn find(store: &dyn Store, args: &FindArgs) -> anyhow::Result<ExitCode> {
-    let found = match (&args.username, &args.user_id) {
-        (Some(u), _) => store.find_by_username(&args.tenant, u)?,
-        (None, Some(id)) => {
-            let (kind, identifier) = id.split_once(':').with_context(|| {
-                format!("--user-id takes TYPE:IDENTIFIER, for example ClassLink:123; got {id:?}")
-            })?;
-            store.find_by_user_id(&args.tenant, kind, identifier)?
-        }
-        (None, None) => Vec::new(),
+    let (found, none) = if let Some(u) = &args.username {
+        (store.find_by_username(&args.tenant, u)?, "no user found")
+    } else if let Some(id) = &args.user_id {
+        let (kind, identifier) = id.split_once(':').with_context(|| {
+            format!("--user-id takes TYPE:IDENTIFIER, for example ClassLink:123; got {id:?}")
+        })?;
+        (
+            store.find_by_user_id(&args.tenant, kind, identifier)?,
+            "no user found",
+        )
+    } else if let Some(class) = &args.class {
+        let of = EnrollmentsOf::Class(class);
+        (
+            store.find_enrollments(&args.tenant, of)?,
+            "no enrollment found",
+        )
+    } else if let Some(user) = &args.enrolled {
+        let of = EnrollmentsOf::User(user);
+        (
+            store.find_enrollments(&args.tenant, of)?,
+            "no enrollment found",
+        )
+    } else {
+        (Vec::new(), "nothing to look for")
     };
     if found.is_empty() && args.format == ReportFormat::Text {
-        outln!("no user found");
+        outln!("{none}");
         return Ok(ExitCode::from(1));
     }
     print_records(&found, args.format, true);

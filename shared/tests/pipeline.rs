@@ -495,6 +495,13 @@ impl RecordRead for Failing<'_> {
     fn find_by_user_id(&self, tenant: &str, kind: &str, id: &str) -> StoreResult<Vec<Record>> {
         self.inner.find_by_user_id(tenant, kind, id)
     }
+    fn find_enrollments(
+        &self,
+        tenant: &str,
+        of: rollcall::store::EnrollmentsOf<'_>,
+    ) -> StoreResult<Vec<Record>> {
+        self.inner.find_enrollments(tenant, of)
+    }
 }
 
 impl RecordWrite for Failing<'_> {
@@ -1117,4 +1124,75 @@ fn twenty_concurrent_edits_of_one_record_are_all_kept() {
     assert_eq!(notes.len(), 20, "{:?}", stu1.fields);
     assert_eq!(stu1.version, 1 + 20, "one version per write");
     assert_eq!(stu1.fields["givenName"], "Cara");
+}
+
+/// What the AWS pipeline does with one batch, stage by stage: plan steps, guard, apply every chunk, finish.
+fn run_stages(w: &World, batch: &str, bundle: &Path) -> Result<rollcall::model::Batch, SyncError> {
+    use rollcall::sync::stages;
+    for step in Step::ALL {
+        let mut opened = Bundle::open(bundle, &Limits::default()).expect("bundle");
+        stages::plan_stage(
+            &w.store,
+            &w.blobs,
+            batch,
+            step,
+            &mut opened,
+            &Limits::default(),
+            2,
+            &NoProgress,
+        )?;
+    }
+    let (guarded, _) = stages::guard_stage(&w.store, &w.blobs, batch)?;
+    assert!(!guarded.held, "{:?}", guarded.reasons);
+    stages::begin_apply(&w.store, batch)?;
+    for chunk in guarded.upserts.iter().chain(&guarded.archives) {
+        stages::apply_stage(&w.store, &w.blobs, batch, chunk)?;
+    }
+    Ok(stages::finish_stage(&w.store, &w.blobs, batch)?.0)
+}
+
+#[test]
+fn a_batch_received_while_another_was_applied_is_planned_against_the_roster_of_its_turn() {
+    // On AWS a bundle is validated and recorded before its execution holds the tenant's lease: two uploads
+    // arriving together are both received first, then planned and applied one after the other.
+    use rollcall::sync::stages::{self, Arrival, Received};
+    let mut w = World::new(Tenant::new("d1"));
+    let one = w.bundle(&[]);
+    let two = w.bundle(&[("users.csv", "Dev,Patel", "Devin,Patel")]);
+    let tenant = w.tenant();
+    let receive = |path: &Path| -> String {
+        let mut bundle = Bundle::open(path, &Limits::default()).expect("bundle");
+        let arrival = Arrival {
+            source: rollcall::model::SourceKind::Sftp,
+            location: path.to_str().expect("path"),
+        };
+        match stages::receive(
+            &w.store,
+            &w.blobs,
+            &tenant,
+            &mut bundle,
+            arrival,
+            &Limits::default(),
+            false,
+            &NoProgress,
+        )
+        .expect("receive")
+        {
+            Received::Accepted { batch, .. } => batch.id,
+            _ => panic!("accepted expected"),
+        }
+    };
+    let first = receive(&one);
+    let second = receive(&two);
+    let applied = run_stages(&w, &first, &one).expect("the first applies");
+    assert_eq!(applied.status, BatchStatus::Applied);
+    let applied = run_stages(&w, &second, &two).expect("the second applies after it");
+    assert_eq!(applied.status, BatchStatus::Applied);
+    assert_eq!(applied.planned_after.as_deref(), Some(first.as_str()));
+    assert_eq!(applied.counts[&Entity::Users].update, 1);
+    assert_eq!(applied.counts[&Entity::Users].create, 0);
+    assert_eq!(
+        w.record(Entity::Users, "stu-2").fields["givenName"],
+        "Devin"
+    );
 }

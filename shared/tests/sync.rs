@@ -8,7 +8,7 @@ use rollcall::model::{
     BatchStatus, Counts, Entity, Filters, Policy, Provenance, Record, Tenant, Threshold,
 };
 use rollcall::store::sqlite::SqliteStore;
-use rollcall::store::{Lease, LeaseStore, RecordRead, TenantStore, for_each_record};
+use rollcall::store::{EnrollmentsOf, Lease, LeaseStore, RecordRead, TenantStore, for_each_record};
 use rollcall::sync::lease::{Holder, LocalLiveness};
 use rollcall::sync::{Local, SyncError, SyncOptions, SyncOutcome, SyncStatus};
 use rollcall::{NoProgress, store::BatchStore};
@@ -197,6 +197,17 @@ fn first_load_creates_everything_with_sis_provenance() {
             .sourced_id,
         "tch-2"
     );
+    let ids = |of| -> Vec<String> {
+        w.store
+            .find_enrollments("d1", of)
+            .expect("find")
+            .into_iter()
+            .map(|r| r.sourced_id)
+            .collect()
+    };
+    assert_eq!(ids(EnrollmentsOf::Class("cls-1")), ["enr-1", "enr-2"]);
+    assert_eq!(ids(EnrollmentsOf::User("stu-2")), ["enr-4"]);
+    assert!(ids(EnrollmentsOf::Class("cls-9")).is_empty());
 }
 
 #[test]

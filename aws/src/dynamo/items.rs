@@ -8,6 +8,7 @@
 //! | batch sequence | `T#{tenant}` | `SEQ` | |
 //! | batch | `BATCH#{batch}` | `BATCH` | `history`: `hpk` = `H#{tenant}`, `hsk` = sequence |
 //! | chunk result | `BATCH#{batch}` | `CHUNK#{n}` | |
+//! | chunk failure | `BATCH#{batch}` | `FAILED#{n}` | (the last error of an invocation applying chunk n) |
 //! | record | `R#{tenant}#{entity}#{shard}` | sourcedId | `plan`: `ppk`/`psk`; `username`: `upk`/`usk`; `class_enrollments`: `cpk`/`csk`; `user_enrollments`: `epk`/`esk` |
 //! | userIds entry | `UID#{tenant}#{type}#{identifier}` | sourcedId | |
 
@@ -96,6 +97,20 @@ pub struct ChunkItem {
     pub pk: String,
     pub sk: String,
     pub result: ChunkResult,
+}
+
+/// Why an invocation applying a chunk failed, kept so the failure path can say more than "a map item failed".
+#[derive(Serialize, Deserialize)]
+pub struct ChunkFailureItem {
+    pub pk: String,
+    /// `FAILED#{chunk}`.
+    pub sk: String,
+    pub reason: String,
+    pub at: u64,
+}
+
+pub fn chunk_failure_sk(chunk: u32) -> String {
+    format!("FAILED#{chunk:06}")
 }
 
 #[derive(Serialize, Deserialize)]

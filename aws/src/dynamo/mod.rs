@@ -18,8 +18,8 @@ use items::*;
 use rollcall::blob::BlobStore;
 use rollcall::model::{Batch, Entity, Record, Tenant};
 use rollcall::store::{
-    Atomic, BatchStore, ChunkResult, Expect, Lease, LeaseStore, RecordRead, RecordWrite, Snapshot,
-    StoreError, StoreResult, TenantStore, UndoItem, UndoStore, Unit, Write,
+    Atomic, BatchStore, ChunkResult, EnrollmentsOf, Expect, Lease, LeaseStore, RecordRead,
+    RecordWrite, Snapshot, StoreError, StoreResult, TenantStore, UndoItem, UndoStore, Unit, Write,
 };
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write as _};
@@ -331,6 +331,42 @@ impl DynamoStore {
         })
     }
 
+    /// Notes why applying a chunk failed (the last failure of that chunk is kept).
+    pub fn note_chunk_failure(&self, batch: &str, chunk: u32, reason: &str) -> StoreResult<()> {
+        let item = to_item(&ChunkFailureItem {
+            pk: batch_pk(batch),
+            sk: chunk_failure_sk(chunk),
+            reason: reason.to_string(),
+            at: rollcall::model::now(),
+        })?;
+        self.put(item, "noting a chunk's failure")
+    }
+
+    /// The failures noted for a batch's chunks, by chunk number.
+    pub fn chunk_failures(&self, batch: &str) -> StoreResult<BTreeMap<u32, String>> {
+        let items = self
+            .bridge
+            .run(self.query_all(
+                None,
+                "pk = :pk AND begins_with(sk, :f)",
+                &[(":pk", s(batch_pk(batch))), (":f", s("FAILED#"))],
+                None,
+            ))
+            .map_err(from_aws)?;
+        items
+            .into_iter()
+            .map(|item| {
+                let parsed: ChunkFailureItem = from_item(item, "a chunk's failure")?;
+                let number = parsed
+                    .sk
+                    .trim_start_matches("FAILED#")
+                    .parse::<u32>()
+                    .map_err(|e| corrupt("a chunk's number", e))?;
+                Ok((number, parsed.reason))
+            })
+            .collect()
+    }
+
     /// Keeps the task token of the execution waiting for a held batch's approval (or clears it).
     pub fn set_task_token(&self, batch: &str, token: Option<&str>) -> StoreResult<()> {
         let call = self
@@ -557,28 +593,45 @@ impl RecordRead for DynamoStore {
         after: Option<&str>,
         limit: usize,
     ) -> StoreResult<Vec<Record>> {
-        // Each shard holds its share in sourcedId order: take the first `limit` of each, merge, cut.
+        // Each shard holds its share in sourcedId order: take the first `limit` of each, merge, cut. A shard
+        // whose page ended early (DynamoDB's 1 MB page) bounds the merge: past its last key, records of that
+        // shard are missing from the merge, so the page ends there and the next call resumes after it.
         let limit = limit.clamp(1, 10_000);
-        let after = after.unwrap_or("");
         let mut all = Vec::new();
+        let mut horizon: Option<String> = None;
         for shard in 0..SHARDS {
+            let mut call = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .expression_attribute_values(":pk", s(record_pk(tenant, entity, shard)))
+                .limit(limit as i32)
+                .consistent_read(true);
+            // An empty string cannot be compared with a key: without `after` the shard is read from its start.
+            call = match after {
+                Some(after) if !after.is_empty() => call
+                    .key_condition_expression("pk = :pk AND sk > :after")
+                    .expression_attribute_values(":after", s(after)),
+                _ => call.key_condition_expression("pk = :pk"),
+            };
             let out = self
                 .bridge
-                .run(
-                    self.client
-                        .query()
-                        .table_name(&self.table)
-                        .key_condition_expression("pk = :pk AND sk > :after")
-                        .expression_attribute_values(":pk", s(record_pk(tenant, entity, shard)))
-                        .expression_attribute_values(":after", s(after))
-                        .limit(limit as i32)
-                        .consistent_read(true)
-                        .send(),
-                )
+                .run(call.send())
                 .map_err(|e| failed("listing records", crate::s3::describe(&e)))?;
-            all.extend(Self::records(out.items.unwrap_or_default())?.into_values());
+            let records = Self::records(out.items.unwrap_or_default())?;
+            let short = records.len() < limit && out.last_evaluated_key.is_some();
+            if short
+                && let Some(last) = records.keys().max()
+                && horizon.as_ref().is_none_or(|h| last < h)
+            {
+                horizon = Some(last.clone());
+            }
+            all.extend(records.into_values());
         }
         all.sort_by(|a, b| a.sourced_id.cmp(&b.sourced_id));
+        if let Some(h) = horizon {
+            all.retain(|r| r.sourced_id <= h);
+        }
         all.truncate(limit);
         Ok(all)
     }
@@ -630,6 +683,29 @@ impl RecordRead for DynamoStore {
                     .iter()
                     .any(|(k, i)| k == kind && i == identifier)
             })
+            .collect();
+        found.sort_by(|a, b| a.sourced_id.cmp(&b.sourced_id));
+        Ok(found)
+    }
+
+    fn find_enrollments(&self, tenant: &str, of: EnrollmentsOf<'_>) -> StoreResult<Vec<Record>> {
+        let (index, condition, key) = match of {
+            EnrollmentsOf::Class(class) => {
+                ("class_enrollments", "cpk = :k", class_pk(tenant, class))
+            }
+            EnrollmentsOf::User(user) => {
+                ("user_enrollments", "epk = :k", enrolled_pk(tenant, user))
+            }
+        };
+        let keys = self
+            .bridge
+            .run(self.query_all(Some(index), condition, &[(":k", s(key))], Some("pk, sk")))
+            .map_err(from_aws)?;
+        let items = self.bridge.run(self.batch_get(keys)).map_err(from_aws)?;
+        // The index is eventually consistent: what the records say now is the answer.
+        let mut found: Vec<Record> = Self::records(items)?
+            .into_values()
+            .filter(|r| of.matches(r))
             .collect();
         found.sort_by(|a, b| a.sourced_id.cmp(&b.sourced_id));
         Ok(found)
@@ -795,7 +871,7 @@ impl LeaseStore for DynamoStore {
     ) -> StoreResult<bool> {
         let mut update = "SET expires_at = :e, #ttl = :t".to_string();
         if batch.is_some() {
-            update.push_str(", batch = :b");
+            update.push_str(", #batch = :b");
         }
         let mut call = self
             .client
@@ -809,7 +885,10 @@ impl LeaseStore for DynamoStore {
             .expression_attribute_values(":t", n(expires_at + 86_400))
             .expression_attribute_values(":me", s(holder));
         if let Some(b) = batch {
-            call = call.expression_attribute_values(":b", s(b));
+            // `batch` is one of DynamoDB's reserved words.
+            call = call
+                .expression_attribute_names("#batch", "batch")
+                .expression_attribute_values(":b", s(b));
         }
         match self.bridge.run(call.send()) {
             Ok(_) => Ok(true),

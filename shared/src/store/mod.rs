@@ -125,6 +125,9 @@ pub trait RecordRead {
         identifier: &str,
     ) -> StoreResult<Vec<Record>>;
 
+    /// Enrollments of one class or of one user, in sourcedId order.
+    fn find_enrollments(&self, tenant: &str, of: EnrollmentsOf<'_>) -> StoreResult<Vec<Record>>;
+
     /// One record by sourcedId.
     fn get_record(
         &self,
@@ -136,6 +139,38 @@ pub trait RecordRead {
             .get_records(tenant, entity, &[sourced_id])?
             .pop()
             .flatten())
+    }
+}
+
+/// Which enrollments [`RecordRead::find_enrollments`] looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EnrollmentsOf<'a> {
+    /// Those of the class with this sourcedId.
+    Class(&'a str),
+    /// Those of the user with this sourcedId.
+    User(&'a str),
+}
+
+impl<'a> EnrollmentsOf<'a> {
+    /// The enrollment column this looks at.
+    pub fn column(self) -> &'static str {
+        match self {
+            EnrollmentsOf::Class(_) => "classSourcedId",
+            EnrollmentsOf::User(_) => "userSourcedId",
+        }
+    }
+
+    /// The class's or user's sourcedId.
+    pub fn id(self) -> &'a str {
+        match self {
+            EnrollmentsOf::Class(id) | EnrollmentsOf::User(id) => id,
+        }
+    }
+
+    /// Whether an enrollment record is one of these.
+    pub fn matches(self, record: &Record) -> bool {
+        record.entity == Entity::Enrollments
+            && record.fields.get(self.column()).map(String::as_str) == Some(self.id())
     }
 }
 

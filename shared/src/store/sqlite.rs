@@ -5,8 +5,8 @@
 
 use super::compact::{self, Compact};
 use super::{
-    Atomic, BatchStore, ChunkResult, Expect, Lease, LeaseStore, RecordRead, RecordWrite, Snapshot,
-    StoreError, StoreResult, TenantStore, UndoItem, UndoStore, Unit, Write,
+    Atomic, BatchStore, ChunkResult, EnrollmentsOf, Expect, Lease, LeaseStore, RecordRead,
+    RecordWrite, Snapshot, StoreError, StoreResult, TenantStore, UndoItem, UndoStore, Unit, Write,
 };
 use crate::model::{Batch, Entity, Origin, Record, Tenant, content_hash};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
@@ -699,6 +699,24 @@ impl RecordRead for SqliteStore {
              ORDER BY sourced_id"
         );
         self.records_where(&sql, &[&tenant, &kind, &identifier])
+    }
+
+    fn find_enrollments(&self, tenant: &str, of: EnrollmentsOf<'_>) -> StoreResult<Vec<Record>> {
+        self.enrollments_where(tenant, of)
+    }
+}
+
+impl SqliteStore {
+    /// Enrollments by class or user. Not indexed: a scan of the tenant's enrollments, which keeps a first load
+    /// of millions of enrollments free of two more index writes per row; the product reads these on DynamoDB,
+    /// where `class_enrollments` and `user_enrollments` serve them.
+    fn enrollments_where(&self, tenant: &str, of: EnrollmentsOf<'_>) -> StoreResult<Vec<Record>> {
+        let sql = format!(
+            "SELECT {RECORD_COLUMNS} FROM records WHERE tenant = ?1 AND entity = 'enrollments'
+             AND json_extract(fields, ?2) = ?3 ORDER BY sourced_id"
+        );
+        let path = format!("$.{}", of.column());
+        self.records_where(&sql, &[&tenant, &path, &of.id()])
     }
 }
 

@@ -221,7 +221,18 @@ pub fn plan_stage(
     chunk_size: usize,
     progress: &dyn Progress,
 ) -> Result<StepPlan, SyncError> {
-    let batch = batch_of(store, batch_id)?;
+    let mut batch = batch_of(store, batch_id)?;
+    if step == Step::ALL[0] {
+        // The plan is made against the roster as it is now, under the lease, not as it was when the bundle
+        // arrived: on AWS a bundle is validated before its execution holds the lease, and a batch applied in
+        // between would otherwise make this one look superseded when it is not.
+        let latest = latest_applied(store, &batch.tenant)?;
+        if latest != batch.planned_after {
+            batch.planned_after = latest;
+            batch.updated_at = now();
+            store.put_batch(&batch)?;
+        }
+    }
     let tenant = tenant_of(store, &batch.tenant)?;
     let staging = staging_of(blobs, &batch);
     let input: PlanInput = read_json(blobs, &format!("{}input.json", batch.plan))?;

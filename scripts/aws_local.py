@@ -168,6 +168,7 @@ class Function:
         self.port = None
         self.processes = []
         self.timings = None
+        self.stats = None
 
     def invoke(self, event):
         started = time.time()
@@ -175,9 +176,12 @@ class Function:
             return self._invoke(event)
         finally:
             if self.timings is not None:
+                line = {"function": self.name, "started": started, "seconds": round(time.time() - started, 3)}
+                # After each batch's last state, what DynamoDB served so far (benchmarks take differences).
+                if self.stats is not None and self.name.endswith(("-finish", "-fail")):
+                    line["stats"] = self.stats()
                 with self.lock:
-                    self.timings.write(json.dumps({"function": self.name, "started": started,
-                                                   "seconds": round(time.time() - started, 3)}) + "\n")
+                    self.timings.write(json.dumps(line) + "\n")
                     self.timings.flush()
 
     def _invoke(self, event):
@@ -262,7 +266,26 @@ class Function:
             out = open(os.path.join(logs, f"{self.name}-{n}.log"), "ab")
             self.processes.append(subprocess.Popen([binary], env=run_env, stdout=out, stderr=subprocess.STDOUT))
 
+    def peak_mb(self):
+        """The highest resident memory any of this function's processes reached (Linux), in MB."""
+        peak = None
+        for p in self.processes:
+            try:
+                with open(f"/proc/{p.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            mb = int(line.split()[1]) / 1024
+                            peak = mb if peak is None else max(peak, mb)
+            except OSError:
+                pass
+        return peak
+
     def stop(self):
+        peak = self.peak_mb()
+        if self.timings is not None and peak is not None:
+            with self.lock:
+                self.timings.write(json.dumps({"function": self.name, "peak_mb": round(peak, 1)}) + "\n")
+                self.timings.flush()
         for p in self.processes:
             p.terminate()
         for p in self.processes:
@@ -299,6 +322,13 @@ class Control:
         self.deliveries = {}
         self.faults = []
         self.writes = []  # (operation, pk) of every successful record write
+        self.requests = {}  # DynamoDB operation -> requests served
+        self.plan_entries = 0  # entries returned by queries of the `plan` index
+
+    def stats(self):
+        with self.lock:
+            return {"requests": dict(self.requests), "plan_entries": self.plan_entries,
+                    "record_writes": sum(1 for _, pk in self.writes if pk.startswith("R#"))}
 
     def patch_dynamodb(self):
         """Counts successful writes and fails armed ones, inside moto's DynamoDB handler."""
@@ -344,8 +374,20 @@ class Control:
         dispatch = DynamoHandler.call_action
 
         def one_at_a_time(self):
+            operation = (self.headers.get("X-Amz-Target") or "").rsplit(".", 1)[-1]
             with serial:
-                return dispatch(self)
+                result = dispatch(self)
+            # What the stack asked of DynamoDB, for the benchmark: requests per operation, and the entries
+            # planning read from the `plan` index.
+            with control.lock:
+                control.requests[operation] = control.requests.get(operation, 0) + 1
+                if operation == "Query" and self.body.get("IndexName") == "plan":
+                    try:
+                        body = result[2] if isinstance(result, tuple) else result
+                        control.plan_entries += json.loads(body).get("Count", 0)
+                    except (ValueError, TypeError, IndexError, AttributeError):
+                        pass
+            return result
 
         DynamoHandler.call_action = one_at_a_time
 
@@ -734,6 +776,7 @@ class Stack:
         timings = open(self.timings_path, "a")
         for fname, fn in self.functions.items():
             fn.timings = timings
+            fn.stats = self.control.stats
             fn.serve()
             env = dict(self.env())
             env.update(fn.env)

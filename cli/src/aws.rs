@@ -132,7 +132,10 @@ pub fn run(command: &Command, stack: Option<&str>) -> Option<anyhow::Result<Exit
         Command::Restore(args) => roster::archive_record(&stack.store, args, false),
         Command::Show(args) => roster::show(&stack.store, args),
         Command::Find(args) => roster::find(&stack.store, args),
-        Command::History(args) => roster::history(&stack.store, args),
+        Command::History(args) => {
+            let bucket = &stack.aws.names.bucket;
+            roster::history(&stack.store, args, &|key| format!("s3://{bucket}/{key}"))
+        }
         Command::Demo(args) => crate::demo::run_aws(args, &stack),
         _ => return None,
     })
@@ -196,13 +199,15 @@ fn sync(stack: &Stack, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         !args.dry_run,
         "--dry-run plans locally: run it without --aws"
     );
-    let outcome = sync_outcome(
+    let mut outcome = sync_outcome(
         stack,
         &args.tenant,
         &args.path,
         &args.limits.limits(),
         args.wait,
     )?;
+    let bucket = stack.aws.names.bucket.clone();
+    roster::locate_report(&mut outcome, |key| format!("s3://{bucket}/{key}"));
     if outcome.status == SyncStatus::Rejected && args.format == ReportFormat::Text {
         let key = format!(
             "{}report.txt",

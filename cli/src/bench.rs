@@ -38,10 +38,16 @@ enum BenchWhat {
     },
 }
 
-pub fn run(args: &BenchArgs, _db: &crate::roster::DbArgs) -> anyhow::Result<()> {
+/// Where `bench sync` runs its syncs: the local database, or (`rollcall --aws bench sync`) a deployed stack.
+pub enum Target<'a> {
+    Local,
+    Aws { stack: Option<&'a str> },
+}
+
+pub fn run(args: &BenchArgs, target: Target<'_>) -> anyhow::Result<()> {
     match &args.what {
         BenchWhat::Validate { users, data } => bench_validate(*users, data.as_deref()),
-        BenchWhat::Sync { users, data } => bench_sync(*users, data.as_deref()),
+        BenchWhat::Sync { users, data } => bench_sync(*users, data.as_deref(), &target),
     }
 }
 
@@ -90,7 +96,7 @@ fn variant(district: &Path, dir: &Path, replaced: &[(&str, String)]) -> anyhow::
     Ok(dir.to_path_buf())
 }
 
-fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
+fn bench_sync(users: u64, data: Option<&Path>, target: &Target<'_>) -> anyhow::Result<()> {
     use rollcall::model::Tenant;
     use rollcall::store::TenantStore;
     use rollcall::store::sqlite::SqliteStore;
@@ -101,10 +107,39 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&work)?;
     }
     std::fs::create_dir_all(&work)?;
-    let db = crate::roster::DbArgs {
-        db: work.join("rollcall.db"),
+    let db = work.join("rollcall.db");
+    // Each run is a fresh tenant: on a stack, one named after the time, so runs never meet.
+    let (tenant, target_args): (String, Vec<String>) = match target {
+        Target::Local => {
+            SqliteStore::open(&db)?.put_tenant(&Tenant::new("bench"))?;
+            (
+                "bench".into(),
+                vec!["--db".into(), db.display().to_string()],
+            )
+        }
+        Target::Aws { stack } => {
+            let since = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or_default();
+            let tenant = format!("bench-{since}");
+            let mut args = vec!["--aws".to_string()];
+            if let Some(stack) = stack {
+                args.extend(["--stack".to_string(), stack.to_string()]);
+            }
+            let exe = std::env::current_exe().context("finding this program")?;
+            let added = std::process::Command::new(exe)
+                .args(&args)
+                .args(["tenant", "add", &tenant])
+                .status()
+                .context("adding the bench tenant")?;
+            anyhow::ensure!(
+                added.success(),
+                "adding tenant {tenant} on the stack failed"
+            );
+            (tenant, args)
+        }
     };
-    SqliteStore::open(&db.db)?.put_tenant(&Tenant::new("bench"))?;
 
     let manifest = std::fs::read_to_string(dir.join("manifest.csv"))?;
     let again = variant(
@@ -163,7 +198,7 @@ fn bench_sync(users: u64, data: Option<&Path>) -> anyhow::Result<()> {
     ] {
         // Each run is a process of its own, as an operator runs it, so its peak memory is its own.
         let started = Instant::now();
-        let run = run_sync(&db.db, bundle)?;
+        let run = run_sync(&target_args, &tenant, bundle)?;
         let secs = started.elapsed().as_secs_f64();
         if label == "first sync" {
             first_secs = secs;
@@ -190,15 +225,15 @@ struct SyncRun {
     peak_mb: Option<f64>,
 }
 
-/// Runs `rollcall sync` of a bundle as a child process, following its peak resident memory as it runs.
-fn run_sync(db: &Path, bundle: &Path) -> anyhow::Result<SyncRun> {
+/// Runs `rollcall sync` of a bundle as a child process, following its peak resident memory as it runs (on a
+/// stack that is the command's own, which only uploads and follows the pipeline).
+fn run_sync(target: &[String], tenant: &str, bundle: &Path) -> anyhow::Result<SyncRun> {
     let exe = std::env::current_exe().context("finding this program")?;
     let mut child = std::process::Command::new(exe)
-        .arg("--db")
-        .arg(db)
+        .args(target)
         .arg("sync")
         .arg(bundle)
-        .args(["--tenant", "bench"])
+        .args(["--tenant", tenant, "--wait", "86400"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
         .spawn()

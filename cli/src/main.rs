@@ -267,7 +267,16 @@ fn local(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => run_validate(&args),
         Command::Gen(args) => run_gen(&args).map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::run(&args),
-        Command::Bench(args) => bench::run(&args, &cli.db).map(|()| ExitCode::SUCCESS),
+        Command::Bench(args) => {
+            let target = if cli.aws {
+                bench::Target::Aws {
+                    stack: cli.stack.as_deref(),
+                }
+            } else {
+                bench::Target::Local
+            };
+            bench::run(&args, target).map(|()| ExitCode::SUCCESS)
+        }
         Command::Tenant(command) => roster::run_tenant(&cli.db, &command),
         Command::Sync(args) => roster::run_sync(&cli.db, &args),
         Command::Approve(args) => roster::run_approve(&cli.db, &args),

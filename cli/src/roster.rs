@@ -97,7 +97,11 @@ pub fn waiting<T>(
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum PolicyArg {
+    /// Keep what people changed by hand (also spelled preserve_manual, as the policy is stored).
+    #[value(alias = "preserve_manual")]
     PreserveManual,
+    /// The district's system wins (also spelled sis_wins).
+    #[value(alias = "sis_wins")]
     SisWins,
 }
 
@@ -175,6 +179,8 @@ impl TenantSettings {
         t.filters.schools.extend(self.schools.iter().cloned());
         t.filters.roles.extend(self.roles.iter().cloned());
         t.filters.grades.extend(self.grades.iter().cloned());
+        let problems = t.filters.problems();
+        anyhow::ensure!(problems.is_empty(), "{}", problems.join("; "));
         for (value, name) in [
             (self.archive_threshold, "--archive-threshold"),
             (self.update_threshold, "--update-threshold"),
@@ -222,6 +228,7 @@ pub enum TenantCommand {
         after_help = "Example:\n  rollcall tenant add maple --name \"Maple Valley USD\" --policy preserve_manual --school sch-0001"
     )]
     Add {
+        /// The tenant's id: lowercase letters, digits, '-' and '_' (it becomes an S3 prefix and DynamoDB keys).
         id: String,
         #[command(flatten)]
         settings: TenantSettings,
@@ -231,6 +238,7 @@ pub enum TenantCommand {
         after_help = "Example:\n  rollcall tenant set maple --archive-threshold 0.2 --policy sis_wins"
     )]
     Set {
+        /// The tenant to change.
         id: String,
         #[command(flatten)]
         settings: TenantSettings,
@@ -268,16 +276,16 @@ pub fn tenants(
 ) -> anyhow::Result<ExitCode> {
     match command {
         TenantCommand::Add { id, settings } => {
+            if let Some(problem) = rollcall::model::tenant_id_problem(id) {
+                anyhow::bail!("{problem}");
+            }
             anyhow::ensure!(
                 store.get_tenant(id)?.is_none(),
                 "tenant {id} exists already; change it with `rollcall tenant set {id}`"
             );
-            anyhow::ensure!(
-                rollcall::validate::fields::guid(id).is_none(),
-                "a tenant id may not contain spaces, commas or quotes"
-            );
             let mut t = Tenant::new(id);
             settings.apply(&mut t)?;
+            known_schools(store, &t)?;
             store.put_tenant(&t)?;
             outln!("added tenant {}", describe_tenant(&t));
         }
@@ -286,6 +294,7 @@ pub fn tenants(
                 format!("there is no tenant {id:?}; add it with `rollcall tenant add {id}`")
             })?;
             settings.apply(&mut t)?;
+            known_schools(store, &t)?;
             store.put_tenant(&t)?;
             outln!("updated tenant {}", describe_tenant(&t));
         }
@@ -322,17 +331,45 @@ pub fn tenants(
     Ok(ExitCode::SUCCESS)
 }
 
-fn describe_tenant(t: &Tenant) -> String {
-    let mut filters = Vec::new();
-    for (label, list) in [
-        ("schools", &t.filters.schools),
-        ("roles", &t.filters.roles),
-        ("grades", &t.filters.grades),
-    ] {
-        if !list.is_empty() {
-            filters.push(format!("{label} {}", list.join(",")));
-        }
+/// A school filter names an org of the tenant's roster, by sourcedId or identifier (checked once the roster
+/// has orgs; before the first sync there is nothing to check against).
+fn known_schools(store: &dyn Store, t: &Tenant) -> anyhow::Result<()> {
+    if t.filters.schools.is_empty() {
+        return Ok(());
     }
+    let mut known = std::collections::BTreeSet::new();
+    for_each_record::<StoreError>(store, &t.id, Entity::Orgs, None, None, |org| {
+        known.insert(org.sourced_id.clone());
+        if let Some(identifier) = org.fields.get("identifier") {
+            known.insert(identifier.clone());
+        }
+        Ok(())
+    })?;
+    if known.is_empty() {
+        return Ok(());
+    }
+    let unknown: Vec<&String> = t
+        .filters
+        .schools
+        .iter()
+        .filter(|s| !known.contains(*s))
+        .collect();
+    anyhow::ensure!(
+        unknown.is_empty(),
+        "school filter: tenant {} has no org with the sourcedId or identifier {}; `rollcall show --tenant {} orgs` \
+         lists them",
+        t.id,
+        unknown
+            .iter()
+            .map(|s| format!("{s:?}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        t.id
+    );
+    Ok(())
+}
+
+fn describe_tenant(t: &Tenant) -> String {
     format!(
         "{} ({}): policy {}, source {}, hold above {:.0}% archived or {:.0}% updated, filters: {}, manual creation {}",
         t.id,
@@ -344,11 +381,7 @@ fn describe_tenant(t: &Tenant) -> String {
         },
         t.threshold.archive * 100.0,
         t.threshold.update * 100.0,
-        if filters.is_empty() {
-            "none".to_string()
-        } else {
-            filters.join("; ")
-        },
+        t.filters.describe(),
         if t.manual_creation {
             "allowed"
         } else {
@@ -405,9 +438,15 @@ pub fn run_sync(db: &DbArgs, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         None => &NoProgress,
     };
     let local = local(&store, &blobs);
-    let outcome = waiting(Duration::from_secs(args.wait), || {
+    let mut outcome = waiting(Duration::from_secs(args.wait), || {
         local.sync_path(&args.tenant, &args.path, &opts, progress)
     })?;
+    locate_report(&mut outcome, |key| {
+        blobs
+            .path_of(key)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| key.to_string())
+    });
     print_outcome(&outcome, args.format);
     if outcome.status == SyncStatus::Rejected && outcome.report.as_ref().is_some_and(|r| r.valid) {
         // A valid bundle refused: it came by the path the tenant does not take.
@@ -434,6 +473,13 @@ fn exit_for(status: SyncStatus) -> ExitCode {
     }
 }
 
+/// Turns a rejection's report key into where a person finds the report (a path, an S3 URL).
+pub fn locate_report(outcome: &mut SyncOutcome, place: impl Fn(&str) -> String) {
+    if let Some(rejection) = outcome.rejection.as_mut().filter(|r| !r.report.is_empty()) {
+        rejection.report = place(&rejection.report);
+    }
+}
+
 pub fn print_outcome(outcome: &SyncOutcome, format: ReportFormat) {
     match format {
         ReportFormat::Json => outln!(
@@ -453,6 +499,9 @@ pub fn outcome_text(outcome: &SyncOutcome) -> String {
     }
     if let (SyncStatus::Rejected, Some(report)) = (outcome.status, &outcome.report) {
         out.push_str(&report.render_text(stdout_style(), 3));
+    }
+    if let Some(rejection) = outcome.rejection.as_ref().filter(|r| !r.report.is_empty()) {
+        let _ = writeln!(out, "the report is kept at {}", rejection.report);
     }
     if !outcome.counts.is_empty() && outcome.status != SyncStatus::AlreadyApplied {
         let _ = writeln!(
@@ -610,10 +659,12 @@ fn entity(name: &str) -> anyhow::Result<Entity> {
 
 #[derive(Args)]
 pub struct EditArgs {
+    /// The tenant (district) whose roster this reads or changes.
     #[arg(long)]
     tenant: String,
     /// orgs, academicSessions, courses, classes, users, demographics or enrollments.
     entity: String,
+    /// The record's sourcedId.
     sourced_id: String,
     /// FIELD=VALUE to set (an empty VALUE clears the field); repeat for several.
     #[arg(long = "set", value_name = "FIELD=VALUE")]
@@ -629,10 +680,12 @@ pub(crate) fn whoami() -> String {
 
 #[derive(Args)]
 pub struct RecordArgs {
+    /// The tenant (district) whose roster this reads or changes.
     #[arg(long)]
     tenant: String,
     /// orgs, academicSessions, courses, classes, users, demographics or enrollments.
     entity: String,
+    /// The record's sourcedId.
     sourced_id: String,
     /// Who makes the change (recorded as its provenance).
     #[arg(long, default_value_t = whoami())]
@@ -682,11 +735,14 @@ pub fn archive_record(
 
 #[derive(Args)]
 pub struct ShowArgs {
+    /// The tenant (district) whose roster this reads or changes.
     #[arg(long)]
     tenant: String,
+    /// orgs, academicSessions, courses, classes, users, demographics or enrollments.
     entity: String,
     /// One record in full, with the provenance of every field; without it, every record of the entity.
     sourced_id: Option<String>,
+    /// Output format: text for people, json for tools.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
     /// Show at most this many records.
@@ -747,8 +803,17 @@ pub fn run_show(db: &DbArgs, args: &ShowArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Shows records of any store.
+/// The tenant a read names, or an error naming it when there is none.
+fn known_tenant(store: &dyn Store, id: &str) -> anyhow::Result<()> {
+    store.get_tenant(id)?.with_context(|| {
+        format!("there is no tenant {id:?}; `rollcall tenant list` shows the tenants there are")
+    })?;
+    Ok(())
+}
+
 pub fn show(store: &dyn Store, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let e = entity(&args.entity)?;
+    known_tenant(store, &args.tenant)?;
     if let Some(id) = &args.sourced_id {
         let record = store
             .get_record(&args.tenant, e, id)?
@@ -806,6 +871,7 @@ fn print_records(records: &[Record], format: ReportFormat, detail: bool) {
 #[derive(Args)]
 #[command(group(clap::ArgGroup::new("by").required(true)))]
 pub struct FindArgs {
+    /// The tenant (district) whose roster this reads or changes.
     #[arg(long)]
     tenant: String,
     /// The SSO login name.
@@ -820,6 +886,7 @@ pub struct FindArgs {
     /// The enrollments of the user with this sourcedId.
     #[arg(long, value_name = "USER", group = "by")]
     enrolled: Option<String>,
+    /// Output format: text for people, json for tools.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
 }
@@ -830,6 +897,7 @@ pub fn run_find(db: &DbArgs, args: &FindArgs) -> anyhow::Result<ExitCode> {
 
 /// Finds users by SSO identity in any store.
 pub fn find(store: &dyn Store, args: &FindArgs) -> anyhow::Result<ExitCode> {
+    known_tenant(store, &args.tenant)?;
     let (found, none) = if let Some(u) = &args.username {
         (store.find_by_username(&args.tenant, u)?, "no user found")
     } else if let Some(id) = &args.user_id {
@@ -865,13 +933,15 @@ pub fn find(store: &dyn Store, args: &FindArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(Args)]
 pub struct HistoryArgs {
+    /// The tenant (district) whose roster this reads or changes.
     #[arg(long)]
     tenant: String,
+    /// Output format: text for people, json for tools.
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
     format: ReportFormat,
 }
 
-fn batch_line(b: &Batch) -> String {
+fn batch_line(b: &Batch, place: &dyn Fn(&str) -> String) -> String {
     let changes: u64 = b.counts.values().map(|c| c.changes()).sum();
     let summary: Vec<String> = b
         .counts
@@ -892,6 +962,36 @@ fn batch_line(b: &Batch) -> String {
     } else {
         "changes planned"
     };
+    let rejected = b.status == rollcall::model::BatchStatus::Rejected;
+    if rejected {
+        // Why, without the report: the findings by code, the report's key.
+        let codes: Vec<String> = b
+            .findings_by_code
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect();
+        let why = match (b.held_reasons.first(), codes.is_empty()) {
+            (Some(reason), _) => reason.clone(),
+            (None, false) => format!(
+                "{}, {}: {}",
+                rollcall::validate::report::plural(b.errors, "error"),
+                rollcall::validate::report::plural(b.warnings, "warning"),
+                codes.join(", ")
+            ),
+            (None, true) => rollcall::validate::report::plural(b.errors, "error"),
+        };
+        let report = if b.report.is_empty() {
+            String::new()
+        } else {
+            format!("; report {}", place(&b.report))
+        };
+        return format!(
+            "{} {:<12} received {} rejected: {why}{report}",
+            b.id,
+            b.status.as_str(),
+            iso_time(b.received_at),
+        );
+    }
     format!(
         "{} {:<12} received {} {changes} {label}{}{}{}",
         b.id,
@@ -915,11 +1015,22 @@ fn batch_line(b: &Batch) -> String {
 }
 
 pub fn run_history(db: &DbArgs, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
-    history(&db.open_read()?, args)
+    let blobs = db.blobs();
+    history(&db.open_read()?, args, &|key| {
+        blobs
+            .path_of(key)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| key.to_string())
+    })
 }
 
-/// A tenant's history in any store.
-pub fn history(store: &dyn Store, args: &HistoryArgs) -> anyhow::Result<ExitCode> {
+/// A tenant's history in any store. The JSON gives a rejected batch's report by its blob-store key; the text
+/// says where it is (`place`: a path, an S3 URL).
+pub fn history(
+    store: &dyn Store,
+    args: &HistoryArgs,
+    place: &dyn Fn(&str) -> String,
+) -> anyhow::Result<ExitCode> {
     store.get_tenant(&args.tenant)?.with_context(|| {
         format!(
             "there is no tenant {:?}; add it with `rollcall tenant add {}`",
@@ -937,7 +1048,7 @@ pub fn history(store: &dyn Store, args: &HistoryArgs) -> anyhow::Result<ExitCode
                 outln!("no syncs yet for {}", args.tenant);
             }
             for b in &batches {
-                outln!("{}", batch_line(b));
+                outln!("{}", batch_line(b, place));
             }
         }
     }

@@ -131,6 +131,43 @@ impl Filters {
     pub fn is_empty(&self) -> bool {
         self.schools.is_empty() && self.roles.is_empty() && self.grades.is_empty()
     }
+
+    /// `schools sch-1,sch-2; roles student`, or `none`.
+    pub fn describe(&self) -> String {
+        let parts: Vec<String> = [
+            ("schools", &self.schools),
+            ("roles", &self.roles),
+            ("grades", &self.grades),
+        ]
+        .into_iter()
+        .filter(|(_, list)| !list.is_empty())
+        .map(|(label, list)| format!("{label} {}", list.join(",")))
+        .collect();
+        if parts.is_empty() {
+            "none".into()
+        } else {
+            parts.join("; ")
+        }
+    }
+
+    /// What is wrong with the filters' roles and grades, checked as a bundle's `role` and `grades` columns
+    /// are (the same vocabulary, the same words); empty when nothing is.
+    pub fn problems(&self) -> Vec<String> {
+        use crate::spec::{GRADES, USER_ROLES};
+        let mut problems = Vec::new();
+        for (what, values, allowed) in [
+            ("role", &self.roles, USER_ROLES),
+            ("grade", &self.grades, GRADES),
+        ] {
+            for v in values {
+                if let Err(p) = crate::validate::fields::one_of(v, allowed) {
+                    let hint = p.hint.map(|h| format!(" ({h})")).unwrap_or_default();
+                    problems.push(format!("{what} filter: {}{hint}", p.message));
+                }
+            }
+        }
+        problems
+    }
 }
 
 /// When a sync is held for approval instead of applied.
@@ -175,6 +212,43 @@ pub struct Tenant {
 
 fn yes() -> bool {
     true
+}
+
+/// The longest tenant id.
+pub const TENANT_ID_MAX: usize = 64;
+
+/// Why a tenant id cannot be used, or `None` when it can. A tenant id becomes a folder of the blob store, an S3
+/// prefix (`inbound/{tenant}/`, the tenant's SFTP home) and part of DynamoDB keys (`T#{tenant}`,
+/// `R#{tenant}#users#07`), so it is held to a set that is the same in all of them: lowercase ASCII letters,
+/// digits, `-` and `_`, starting with a letter or digit, at most 64 characters. That leaves out `/` and `..`
+/// (paths), `#` (the keys' separator), upper case (folders that differ only in case on some systems), and
+/// invisible or reordering characters (zero-width, bidi controls) that make two ids look alike.
+pub fn tenant_id_problem(id: &str) -> Option<String> {
+    let allowed = "lowercase letters a-z, digits, '-' and '_'";
+    if id.is_empty() {
+        return Some("a tenant id may not be empty".into());
+    }
+    let length = id.chars().count();
+    if length > TENANT_ID_MAX {
+        return Some(format!(
+            "a tenant id is at most {TENANT_ID_MAX} characters; this one has {length}"
+        ));
+    }
+    if let Some((at, c)) = id
+        .chars()
+        .enumerate()
+        .find(|(_, c)| !matches!(c, 'a'..='z' | '0'..='9' | '-' | '_'))
+    {
+        return Some(format!(
+            "a tenant id is made of {allowed} (it becomes an S3 prefix and part of DynamoDB keys); \
+             character {} is {c:?}",
+            at + 1
+        ));
+    }
+    if !id.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        return Some("a tenant id starts with a letter or a digit".into());
+    }
+    None
 }
 
 impl Tenant {
@@ -369,6 +443,13 @@ pub struct Batch {
     /// Why a batch failed or was superseded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// The validation report's findings by code (errors and warnings), so a rejection says why without the
+    /// report at hand.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub findings_by_code: BTreeMap<String, u64>,
+    /// The blob-store key of the kept validation report (`reports/{tenant}/{batch}/report.json`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub report: String,
 }
 
 /// Where one field's value came from.
@@ -448,6 +529,14 @@ impl Record {
 
     pub fn has_manual_fields(&self) -> bool {
         self.manual_fields().next().is_some()
+    }
+
+    /// Whether the record was last archived or restored by hand.
+    pub fn manual_status(&self) -> bool {
+        matches!(
+            self.provenance.get(crate::apply::edit::STATUS_MARK),
+            Some(Provenance::Manual { .. })
+        )
     }
 }
 

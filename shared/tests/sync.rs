@@ -1141,3 +1141,62 @@ fn a_tenant_fed_by_api_pulls_refuses_an_uploaded_bundle() {
         .expect("sync");
     assert_eq!(pulled.status, SyncStatus::Applied);
 }
+
+#[test]
+fn a_record_restored_by_hand_stays_under_preserve_manual_and_is_archived_again_under_sis_wins() {
+    for policy in [Policy::PreserveManual, Policy::SisWins] {
+        let mut t = tenant();
+        t.policy = policy;
+        t.threshold = Threshold {
+            archive: 0.5,
+            update: 0.75,
+        };
+        let mut w = World::new(t);
+        let full = w.bundle(&[]);
+        w.sync(&full);
+        let stu2 = [
+            (
+                "users.csv",
+                "stu-2,,,true,sch-2,student,dev.patel,{SIS:1002},Dev,Patel,,1002,,,,,09,\n",
+                "",
+            ),
+            (
+                "demographics.csv",
+                "stu-2,,,2011-11-20,male,false,false,false,false,true,false,true,US,CA,Modesto,01652\n",
+                "",
+            ),
+            (
+                "enrollments.csv",
+                "enr-4,,,cls-2,sch-2,stu-2,student,false,,\n",
+                "",
+            ),
+        ];
+        let without = w.bundle(&stu2);
+        let out = w.sync(&without);
+        assert_eq!(counts(&out, Entity::Users), c(0, 0, 1, 0, 4, 0, 0));
+        assert!(!w.record(Entity::Users, "stu-2").active);
+
+        edit::restore(&w.store, "d1", Entity::Users, "stu-2", "support").expect("restore");
+        assert!(w.record(Entity::Users, "stu-2").active);
+
+        // The district's next export still leaves the user out.
+        let mut edits = stu2.to_vec();
+        edits.push(SAME_ROSTER);
+        let again = w.bundle(&edits);
+        let out = w.sync(&again);
+        assert_eq!(out.status, SyncStatus::Applied, "{policy:?}");
+        let user = w.record(Entity::Users, "stu-2");
+        match policy {
+            Policy::PreserveManual => {
+                assert_eq!(counts(&out, Entity::Users), c(0, 0, 0, 0, 4, 1, 0));
+                assert!(user.active, "restored by hand, kept");
+                assert_eq!(user.archived_by, None);
+            }
+            Policy::SisWins => {
+                assert_eq!(counts(&out, Entity::Users), c(0, 0, 1, 0, 4, 0, 0));
+                assert!(!user.active, "the SIS wins");
+                assert_eq!(user.archived_by, Some(rollcall::model::Origin::Sis));
+            }
+        }
+    }
+}

@@ -152,11 +152,13 @@ impl LeaseItem {
     }
 }
 
-/// Planning's flags: active, created by hand, archived by hand, has fields set by hand.
+/// Planning's flags: active, created by hand, archived by hand, has fields set by hand, archived or restored
+/// by hand last.
 pub const ACTIVE: u8 = 1;
 pub const MANUAL_ORIGIN: u8 = 2;
 pub const MANUAL_ARCHIVE: u8 = 4;
 pub const MANUAL_FIELDS: u8 = 8;
+pub const MANUAL_STATUS: u8 = 16;
 
 /// One roster record as its item holds it: provenance compactly (as the embedded store keeps it), and the
 /// attributes the indexes are keyed on.
@@ -246,7 +248,8 @@ impl RecordItem {
             fl: bit(record.active, ACTIVE)
                 | bit(record.origin == Origin::Manual, MANUAL_ORIGIN)
                 | bit(record.archived_by == Some(Origin::Manual), MANUAL_ARCHIVE)
-                | bit(record.has_manual_fields(), MANUAL_FIELDS),
+                | bit(record.has_manual_fields(), MANUAL_FIELDS)
+                | bit(record.manual_status(), MANUAL_STATUS),
             usk: upk.as_ref().and_then(|_| id()),
             upk,
             csk: cpk.as_ref().and_then(|_| id()),
@@ -297,6 +300,7 @@ impl PlanEntry {
             manual_origin: self.fl & MANUAL_ORIGIN != 0,
             manual_archive: self.fl & MANUAL_ARCHIVE != 0,
             manual_fields: self.fl & MANUAL_FIELDS != 0,
+            manual_status: self.fl & MANUAL_STATUS != 0,
             version: self.v,
         }
     }

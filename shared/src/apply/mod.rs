@@ -51,9 +51,11 @@ fn resolve(tenant: &Tenant, change: &Change, current: Option<&Record>) -> Action
             };
             decide(tenant.policy, change.entity, &sent, known, &mut full)
         }
-        (ChangeAction::Archive, why) => {
-            Ok(decide_unsent(why.unwrap_or(ArchiveWhy::Omitted), known))
-        }
+        (ChangeAction::Archive, why) => Ok(decide_unsent(
+            tenant.policy,
+            why.unwrap_or(ArchiveWhy::Omitted),
+            known,
+        )),
         _ => {
             let sent = Values {
                 fields: &change.sis,

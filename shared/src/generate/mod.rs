@@ -66,17 +66,27 @@ impl GenSummary {
 #[derive(Debug, Error)]
 pub enum GenError {
     #[error(
-        "a district of {schools} schools needs at least {min} users (each school needs an administrator, a teacher and students)"
+        "a district of {schools} {} needs at least {min} users (each school needs an administrator, a teacher and students)",
+        if *schools == 1 { "school" } else { "schools" }
     )]
     TooFewUsers { min: u64, schools: u64 },
     #[error("a district needs at least one school")]
     NoSchools,
-    #[error("{path}: cannot write: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("{path}: cannot write the zip: {source}")]
+    #[error(
+        "{users} users is more than the generator makes (at most {max}; the largest US district has about 1M)"
+    )]
+    TooManyUsers { users: u64, max: u64 },
+    #[error("{} is there already; choose another place, or remove it first", path.display())]
+    Exists { path: PathBuf },
+    #[error("{} is not a folder", path.display())]
+    NotAFolder { path: PathBuf },
+    // The cause is part of the message, not a source of its own, so a chain of causes says it once.
+    #[error("{}: cannot write: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
+    #[error("{}: cannot write the zip: {error}", path.display())]
     Zip {
         path: PathBuf,
-        source: zip::result::ZipError,
+        error: zip::result::ZipError,
     },
 }
 
@@ -338,7 +348,17 @@ struct Plan {
     students: u64,
 }
 
+/// The most users one generated district has: twenty times the largest district there is, and small enough
+/// that the generator's tables (per school, per class) fit in memory.
+pub const MAX_USERS: u64 = 20_000_000;
+
 fn plan(opts: &GenOptions) -> Result<Plan, GenError> {
+    if opts.users > MAX_USERS {
+        return Err(GenError::TooManyUsers {
+            users: opts.users,
+            max: MAX_USERS,
+        });
+    }
     let schools = match opts.schools {
         Some(0) => return Err(GenError::NoSchools),
         Some(n) => u64::from(n),
@@ -451,15 +471,15 @@ impl CsvOut<'_> {
             (None, Sink::Folder(_)) => Ok(()),
         };
         self.buf.clear();
-        result.map_err(|source| GenError::Io { path, source })
+        result.map_err(|error| GenError::Io { path, error })
     }
 
     fn finish(mut self) -> Result<u64, GenError> {
         self.flush()?;
         if let Some(mut f) = self.file.take() {
-            f.flush().map_err(|source| GenError::Io {
+            f.flush().map_err(|error| GenError::Io {
                 path: self.path.clone(),
-                source,
+                error,
             })?;
         }
         Ok(self.bytes)
@@ -468,16 +488,42 @@ impl CsvOut<'_> {
 
 impl Sink {
     fn open(path: &Path, format: OutputFormat) -> Result<Sink, GenError> {
-        let io_err = |source| GenError::Io {
+        let io_err = |error| GenError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
+        // Never over another bundle (or anything else): a district is written only where nothing is.
+        let taken = match format {
+            OutputFormat::Folder => {
+                path.exists()
+                    && !(path.is_dir() && std::fs::read_dir(path).map_err(io_err)?.next().is_none())
+            }
+            OutputFormat::Zip => path.exists(),
+        };
+        if taken && format == OutputFormat::Folder && !path.is_dir() {
+            return Err(GenError::NotAFolder {
+                path: path.to_path_buf(),
+            });
+        }
+        if taken {
+            return Err(GenError::Exists {
+                path: path.to_path_buf(),
+            });
+        }
         match format {
             OutputFormat::Folder => {
                 std::fs::create_dir_all(path).map_err(io_err)?;
                 Ok(Sink::Folder(path.to_path_buf()))
             }
             OutputFormat::Zip => {
+                if let Some(parent) = path
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty() && p.exists() && !p.is_dir())
+                {
+                    return Err(GenError::NotAFolder {
+                        path: parent.to_path_buf(),
+                    });
+                }
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                     std::fs::create_dir_all(parent).map_err(io_err)?;
                 }
@@ -494,9 +540,9 @@ impl Sink {
         let (file, path) = match self {
             Sink::Folder(dir) => {
                 let path = dir.join(name);
-                let f = File::create(&path).map_err(|source| GenError::Io {
+                let f = File::create(&path).map_err(|error| GenError::Io {
                     path: path.clone(),
-                    source,
+                    error,
                 })?;
                 (Some(BufWriter::with_capacity(1 << 20, f)), path)
             }
@@ -506,11 +552,10 @@ impl Sink {
                     .compression_level(Some(1))
                     .large_file(true);
                 let path = path.clone();
-                z.start_file(name, options)
-                    .map_err(|source| GenError::Zip {
-                        path: path.clone(),
-                        source,
-                    })?;
+                z.start_file(name, options).map_err(|error| GenError::Zip {
+                    path: path.clone(),
+                    error,
+                })?;
                 (None, path)
             }
         };
@@ -528,13 +573,13 @@ impl Sink {
 
     fn finish(self) -> Result<(), GenError> {
         if let Sink::Zip(z, path) = self {
-            let mut inner = z.finish().map_err(|source| GenError::Zip {
+            let mut inner = z.finish().map_err(|error| GenError::Zip {
                 path: path.clone(),
-                source,
+                error,
             })?;
             inner
                 .flush()
-                .map_err(|source| GenError::Io { path, source })?;
+                .map_err(|error| GenError::Io { path, error })?;
         }
         Ok(())
     }

@@ -66,6 +66,8 @@ pub struct Known {
     pub manual_origin: bool,
     pub manual_archive: bool,
     pub manual_fields: bool,
+    /// Archived or restored by hand, last.
+    pub manual_status: bool,
     pub version: u64,
 }
 
@@ -77,6 +79,7 @@ impl Known {
             manual_origin: r.origin == Origin::Manual,
             manual_archive: r.archived_by == Some(Origin::Manual),
             manual_fields: r.has_manual_fields(),
+            manual_status: r.manual_status(),
             version: r.version,
         }
     }
@@ -158,7 +161,10 @@ pub fn decide<E>(
         });
     }
     if sent.deleting() {
-        return Ok(if k.active {
+        return Ok(if k.active && k.manual_status && preserve {
+            // Restored by hand: under preserve_manual it stays active until a person archives it.
+            Action::KeptManual { write: false }
+        } else if k.active {
             Action::Archive(ArchiveWhy::Deleted)
         } else {
             Action::Unchanged
@@ -202,9 +208,12 @@ pub fn decide<E>(
 }
 
 /// The decision for a stored record the bundle did not send in scope: a bulk file left it out, or the filters
-/// no longer take it. Records made by hand stay.
-pub fn decide_unsent(why: ArchiveWhy, existing: Option<Known>) -> Action {
+/// no longer take it. Records made by hand stay, and so under preserve_manual do records restored by hand.
+pub fn decide_unsent(policy: Policy, why: ArchiveWhy, existing: Option<Known>) -> Action {
     match existing {
+        Some(k) if k.active && k.manual_status && policy == Policy::PreserveManual => {
+            Action::KeptManual { write: false }
+        }
         Some(k) if k.active && !k.manual_origin => Action::Archive(why),
         _ if why == ArchiveWhy::OutOfScope => Action::OutOfScope,
         _ => Action::Unchanged,

@@ -7,10 +7,37 @@ use crate::model::{Entity, Tenant};
 
 /// Reasons to hold a plan for approval; empty when it may go ahead.
 pub fn guard(tenant: &Tenant, plan: &Plan, first_sync: bool) -> Vec<String> {
-    if first_sync {
-        return Vec::new();
-    }
     let mut reasons = Vec::new();
+    // Filters that leave no user in scope are a mistake in the tenant's settings, not a roster to apply (a
+    // first sync included: it would load a district with nobody in it).
+    if let Some(users) = plan
+        .counts
+        .get(&Entity::Users)
+        .filter(|_| !tenant.filters.is_empty())
+    {
+        let kept =
+            users.create + users.update + users.restore + users.unchanged + users.kept_manual;
+        // Users the filters drop are counted out_of_scope, or archived when they were active; a delta that
+        // sends only dropped users leaves the others as they are, so only an empty roster after the sync counts.
+        let dropped = users.out_of_scope + users.archive;
+        let before = plan
+            .walked
+            .active_before
+            .get(&Entity::Users)
+            .copied()
+            .unwrap_or(0);
+        let after = (before + users.create + users.restore).saturating_sub(users.archive);
+        if kept == 0 && dropped > 0 && after == 0 {
+            reasons.push(format!(
+                "users: the tenant's filters ({}) leave no user in scope ({dropped} would be archived or left \
+                 out); check the filters with `tenant list`",
+                tenant.filters.describe(),
+            ));
+        }
+    }
+    if first_sync {
+        return reasons;
+    }
     for entity in Entity::ALL {
         let base = plan.walked.active_before.get(&entity).copied().unwrap_or(0);
         let Some(counts) = plan.counts.get(&entity) else {

@@ -372,6 +372,7 @@ const MANUAL_ORIGIN: u8 = 2;
 const MANUAL_ARCHIVE: u8 = 4;
 const MANUAL_FIELDS: u8 = 8;
 const SEEN: u8 = 16;
+const MANUAL_STATUS: u8 = 32;
 
 impl Slot {
     fn of(s: &crate::store::Snapshot) -> Slot {
@@ -382,7 +383,8 @@ impl Slot {
             flags: flag(s.active, ACTIVE)
                 | flag(s.manual_origin, MANUAL_ORIGIN)
                 | flag(s.manual_archive, MANUAL_ARCHIVE)
-                | flag(s.manual_fields, MANUAL_FIELDS),
+                | flag(s.manual_fields, MANUAL_FIELDS)
+                | flag(s.manual_status, MANUAL_STATUS),
         }
     }
 
@@ -395,6 +397,7 @@ impl Slot {
             manual_origin: self.flags & MANUAL_ORIGIN != 0,
             manual_archive: self.flags & MANUAL_ARCHIVE != 0,
             manual_fields: self.flags & MANUAL_FIELDS != 0,
+            manual_status: self.flags & MANUAL_STATUS != 0,
             version: self.version,
         }
     }
@@ -507,7 +510,7 @@ fn walk_step(
                             store.get_record(&tenant.id, entity, row.sourced_id())
                         })?
                     } else {
-                        decide_unsent(ArchiveWhy::OutOfScope, existing)
+                        decide_unsent(tenant.policy, ArchiveWhy::OutOfScope, existing)
                     };
                     let version = existing.map(|k| k.version);
                     recorder.decided(entity, action, row.sourced_id(), version, Some(row))
@@ -518,17 +521,17 @@ fn walk_step(
                 // A bulk file is the whole set: what it leaves out is archived (records made by hand stay).
                 let mut omitted = Vec::new();
                 store.snapshot(&tenant.id, entity, &mut |s| {
-                    if known
-                        .get(&Fp::of(s.sourced_id.as_bytes()))
-                        .is_some_and(Slot::omitted)
+                    if let Some(slot) = known
+                        .get_mut(&Fp::of(s.sourced_id.as_bytes()))
+                        .filter(|slot| slot.omitted())
                     {
-                        omitted.push((s.sourced_id, s.version));
+                        omitted.push((s.sourced_id, slot.see()));
                     }
                 })?;
-                omitted.sort();
-                for (id, version) in omitted {
-                    let action = Action::Archive(ArchiveWhy::Omitted);
-                    recorder.decided(entity, action, &id, Some(version), None)?;
+                omitted.sort_by(|a, b| a.0.cmp(&b.0));
+                for (id, known) in omitted {
+                    let action = decide_unsent(tenant.policy, ArchiveWhy::Omitted, Some(known));
+                    recorder.decided(entity, action, &id, Some(known.version), None)?;
                 }
             }
         }

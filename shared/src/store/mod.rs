@@ -83,6 +83,8 @@ pub struct Snapshot {
     pub manual_origin: bool,
     /// Archived by hand.
     pub manual_archive: bool,
+    /// Archived or restored by hand, last (the `status` mark's provenance is manual).
+    pub manual_status: bool,
     /// Has fields set by hand.
     pub manual_fields: bool,
     /// The version planning saw: apply writes only if the record is still at it.

@@ -57,6 +57,7 @@ const ACTIVE: i64 = 1;
 const MANUAL_ORIGIN: i64 = 2;
 const MANUAL_ARCHIVE: i64 = 4;
 const MANUAL_FIELDS: i64 = 8;
+const MANUAL_STATUS: i64 = 16;
 
 fn flags_of(record: &Record) -> i64 {
     let bit = |on: bool, b: i64| if on { b } else { 0 };
@@ -64,6 +65,7 @@ fn flags_of(record: &Record) -> i64 {
         | bit(record.origin == Origin::Manual, MANUAL_ORIGIN)
         | bit(record.archived_by == Some(Origin::Manual), MANUAL_ARCHIVE)
         | bit(record.has_manual_fields(), MANUAL_FIELDS)
+        | bit(record.manual_status(), MANUAL_STATUS)
 }
 
 /// A roster database file.
@@ -165,7 +167,8 @@ impl SqliteStore {
                  UPDATE records SET flags = (CASE WHEN active THEN {ACTIVE} ELSE 0 END)
                    | (CASE WHEN origin = 'manual' THEN {MANUAL_ORIGIN} ELSE 0 END)
                    | (CASE WHEN archived_by = 'manual' THEN {MANUAL_ARCHIVE} ELSE 0 END)
-                   | (CASE WHEN manual IS NOT NULL THEN {MANUAL_FIELDS} ELSE 0 END);"
+                   | (CASE WHEN manual IS NOT NULL THEN {MANUAL_FIELDS} ELSE 0 END)
+                   | (CASE WHEN json_extract(manual, '$.status') IS NOT NULL THEN {MANUAL_STATUS} ELSE 0 END);"
             ))
             .map_err(backend("adding record flags"))?;
         }
@@ -655,6 +658,7 @@ impl RecordRead for SqliteStore {
                     manual_origin: flags & MANUAL_ORIGIN != 0,
                     manual_archive: flags & MANUAL_ARCHIVE != 0,
                     manual_fields: flags & MANUAL_FIELDS != 0,
+                    manual_status: flags & MANUAL_STATUS != 0,
                 })
             };
             each(read(row).map_err(backend("reading the roster"))?);

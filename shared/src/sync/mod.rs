@@ -120,6 +120,9 @@ pub struct SyncOutcome {
     /// What this run found and did besides its own batch: a lease taken over, a batch resumed or failed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+    /// Why a rejected batch was rejected: its findings by code and where its report is kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejection: Option<Rejection>,
     /// Records written by this run.
     #[serde(skip)]
     pub writes: u64,
@@ -129,6 +132,18 @@ pub struct SyncOutcome {
     /// Ids behind the interesting counts.
     #[serde(skip)]
     pub samples: BTreeMap<(Entity, &'static str), Vec<String>>,
+}
+
+/// Why a batch was rejected, in a sync's output and (the same fields) in its history.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Rejection {
+    /// Findings by code: `{"role_invalid": 2, "ref_missing": 1}`.
+    pub findings_by_code: BTreeMap<String, u64>,
+    /// Where the report is kept: a blob-store key, which the command shows as a path or an S3 URL.
+    pub report: String,
+    /// The reason when it is not the report's findings (a bundle from the tenant's other source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -149,6 +164,11 @@ impl SyncOutcome {
             },
             moved: b.moved,
             notes: Vec::new(),
+            rejection: (status == SyncStatus::Rejected).then(|| Rejection {
+                findings_by_code: b.findings_by_code.clone(),
+                report: b.report.clone(),
+                reason: b.held_reasons.first().cloned(),
+            }),
             writes: 0,
             report: None,
             samples: BTreeMap::new(),
@@ -421,6 +441,7 @@ impl Local<'_> {
             findings,
             moved: 0,
             notes: Vec::new(),
+            rejection: None,
             writes: 0,
             report: Some(report),
             samples: planned.samples.clone(),
@@ -499,6 +520,7 @@ impl Local<'_> {
             },
             moved: 0,
             notes: Vec::new(),
+            rejection: None,
             writes: 0,
             report: Some(report),
             samples: planned.samples,

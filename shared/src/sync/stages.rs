@@ -155,6 +155,12 @@ pub fn receive(
         moved: 0,
         writes: 0,
         failure: None,
+        findings_by_code: report.counts_by_code(),
+        report: if dry_run {
+            String::new()
+        } else {
+            format!("{}report.json", report_prefix(&tenant.id, &id))
+        },
     };
     if arrival.source != tenant.source || !report.valid {
         if arrival.source != tenant.source {

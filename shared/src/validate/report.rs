@@ -174,6 +174,15 @@ impl Style {
 
 impl Report {
     /// The stable JSON form.
+    /// How many findings of each code there are (errors and warnings, listed or not).
+    pub fn counts_by_code(&self) -> BTreeMap<String, u64> {
+        let mut by_code = BTreeMap::new();
+        for ((_, code, _), n) in &self.groups {
+            *by_code.entry(code.as_str().to_string()).or_insert(0) += n;
+        }
+        by_code
+    }
+
     pub fn to_json(&self) -> String {
         // Serialising plain data to a String cannot fail.
         serde_json::to_string_pretty(self).unwrap_or_default()

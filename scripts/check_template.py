@@ -6,6 +6,8 @@
 2. Every `${Name}` in each state machine's ASL file is one of its DefinitionSubstitutions, and every Lambda
    function a state invokes is a function the template declares.
 3. No IAM policy of the translated template allows an action with a wildcard (`*`, `s3:*`, `s3:Get*`).
+4. samconfig.toml: every environment's `sam deploy` parameters name parameters the template declares, with
+   values its AllowedValues and MinValue accept, and the Environment parameter matching the environment.
 
 Usage: check_template.py [TEMPLATE]   (exit 1 on any failure; the translated template goes to target/)
 """
@@ -131,6 +133,50 @@ def check_wildcards(expanded):
     return failures
 
 
+def check_samconfig(doc):
+    """What `sam deploy --config-env ENV` would pass, checked against the template's parameters."""
+    import shlex
+    import tomllib
+
+    failures = []
+    with open(os.path.join(ROOT, "samconfig.toml"), "rb") as f:
+        conf = tomllib.load(f)
+    params = doc.get("Parameters", {})
+    for env in ("dev", "staging", "prod"):
+        deploy = conf.get(env, {}).get("deploy", {}).get("parameters")
+        if not deploy:
+            failures.append(f"samconfig.toml has no [{env}.deploy.parameters]")
+            continue
+        for key in ("stack_name", "capabilities"):
+            if key not in deploy:
+                failures.append(f"samconfig.toml [{env}.deploy.parameters] has no {key}")
+        given = dict(item.split("=", 1) for item in shlex.split(deploy.get("parameter_overrides", "")))
+        for name, value in given.items():
+            spec = params.get(name)
+            if spec is None:
+                failures.append(f"samconfig.toml {env}: {name} is not a parameter of the template")
+                continue
+            allowed = spec.get("AllowedValues")
+            if allowed and value not in [str(a) for a in allowed]:
+                failures.append(f"samconfig.toml {env}: {name}={value} is not one of {allowed}")
+            if spec.get("Type") == "Number":
+                try:
+                    number = float(value)
+                except ValueError:
+                    failures.append(f"samconfig.toml {env}: {name}={value} is not a number")
+                    continue
+                if "MinValue" in spec and number < float(spec["MinValue"]):
+                    failures.append(f"samconfig.toml {env}: {name}={value} is below {spec['MinValue']}")
+        if given.get("Environment") != env:
+            failures.append(f"samconfig.toml {env}: Environment must be {env}, is {given.get('Environment')}")
+        missing = [n for n, spec in params.items() if "Default" not in spec and n not in given]
+        if missing:
+            failures.append(f"samconfig.toml {env}: no value for {', '.join(missing)} (the template has no default)")
+    if not failures:
+        print("  samconfig.toml: dev, staging and prod deploy with parameters the template accepts")
+    return failures
+
+
 def main():
     from samtranslator.yaml_helper import yaml_parse
 
@@ -154,6 +200,7 @@ def main():
         print("  cfn-lint on the translated template: no errors, no warnings")
     failures += check_state_machines(doc, base)
     failures += check_wildcards(expanded)
+    failures += check_samconfig(doc)
     for failure in failures:
         print(f"FAILED: {failure}", file=sys.stderr)
     return 1 if failures else 0

@@ -724,12 +724,17 @@ pub fn archive_record(
     archive: bool,
 ) -> anyhow::Result<ExitCode> {
     let e = entity(&args.entity)?;
-    let record = if archive {
-        edit::archive(store, &args.tenant, e, &args.sourced_id, &args.by)?
+    let done = if archive {
+        edit::archive(store, &args.tenant, e, &args.sourced_id, &args.by)
     } else {
-        edit::restore(store, &args.tenant, e, &args.sourced_id, &args.by)?
+        edit::restore(store, &args.tenant, e, &args.sourced_id, &args.by)
     };
-    outln!("{}", record_line(&record));
+    match done {
+        Ok(record) => outln!("{}", record_line(&record)),
+        // Asked for what is already so: said, and nothing written.
+        Err(unchanged @ edit::EditError::Unchanged { .. }) => outln!("{unchanged}"),
+        Err(e) => return Err(e.into()),
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -776,21 +781,43 @@ fn record_line(r: &Record) -> String {
 }
 
 fn record_detail(r: &Record) -> String {
+    use rollcall::apply::edit::STATUS_MARK;
+    use rollcall::model::Provenance;
     use std::fmt::Write as _;
     let mut out = format!("{}\n", record_line(r));
     if let Some(by) = r.archived_by {
         let _ = writeln!(out, "  archived by {}", by.as_str());
     }
-    for (field, value) in &r.fields {
+    if let Some(Provenance::Manual { by, at }) = r.provenance.get(STATUS_MARK) {
+        let what = if r.active { "restored" } else { "archived" };
+        let _ = writeln!(out, "  {what} by hand, by {by} at {}", iso_time(*at));
+    }
+    // Every field in force, and those cleared by hand (in force no more, but set by the SIS or marked manual).
+    let mut names: std::collections::BTreeSet<&String> = r.fields.keys().collect();
+    names.extend(r.sis_fields.keys());
+    names.extend(
+        r.provenance
+            .iter()
+            .filter(|(k, p)| *k != STATUS_MARK && matches!(p, Provenance::Manual { .. }))
+            .map(|(k, _)| k),
+    );
+    for field in names {
+        let value = r.fields.get(field).map_or("", String::as_str);
         let source = match r.provenance.get(field) {
-            Some(rollcall::model::Provenance::Sis { batch }) => format!("sis, batch {batch}"),
-            Some(rollcall::model::Provenance::Manual { by, at }) => {
+            Some(Provenance::Sis { batch }) => format!("sis, batch {batch}"),
+            Some(Provenance::Manual { by, at }) if value.is_empty() => {
+                format!("cleared by hand, by {by} at {}", iso_time(*at))
+            }
+            Some(Provenance::Manual { by, at }) => {
                 format!("manual, by {by} at {}", iso_time(*at))
             }
             None => "unknown".to_string(),
         };
         let sis = match r.sis_fields.get(field) {
             Some(v) if v != value => format!(" (the SIS says {v:?})"),
+            None if !value.is_empty() && r.origin == rollcall::model::Origin::Sis => {
+                " (the SIS sends none)".to_string()
+            }
             _ => String::new(),
         };
         let _ = writeln!(out, "  {field} = {value:?}  [{source}]{sis}");
@@ -802,7 +829,6 @@ pub fn run_show(db: &DbArgs, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     show(&db.open_read()?, args)
 }
 
-/// Shows records of any store.
 /// The tenant a read names, or an error naming it when there is none.
 fn known_tenant(store: &dyn Store, id: &str) -> anyhow::Result<()> {
     store.get_tenant(id)?.with_context(|| {
@@ -811,6 +837,7 @@ fn known_tenant(store: &dyn Store, id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Shows records of any store.
 pub fn show(store: &dyn Store, args: &ShowArgs) -> anyhow::Result<ExitCode> {
     let e = entity(&args.entity)?;
     known_tenant(store, &args.tenant)?;

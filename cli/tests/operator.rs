@@ -427,3 +427,147 @@ fn tenant_filters_are_checked_and_filters_that_leave_nobody_hold_the_sync() {
          check the filters with `tenant list`"
     );
 }
+
+#[test]
+fn a_manifest_without_its_header_row_gets_one_finding_and_its_rows_are_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("r.db");
+    let bundle = dir.path().join("b");
+    std::fs::create_dir_all(&bundle).expect("mkdir");
+    for entry in std::fs::read_dir(base()).expect("base") {
+        let p = entry.expect("entry").path();
+        std::fs::copy(&p, bundle.join(p.file_name().expect("name"))).expect("copy");
+    }
+    let manifest = std::fs::read_to_string(bundle.join("manifest.csv")).expect("manifest");
+    let rows: Vec<&str> = manifest.lines().skip(1).collect();
+    std::fs::write(bundle.join("manifest.csv"), rows.join("\n") + "\n").expect("write");
+    let out = run(
+        &db,
+        &[
+            "validate",
+            bundle.to_str().expect("path"),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let findings = report["findings"].as_array().expect("findings");
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    assert_eq!(findings[0]["code"], "manifest.header");
+    assert_eq!(
+        findings[0]["message"],
+        "manifest.csv has no header row: its first line is the property \"manifest.version\""
+    );
+    assert_eq!(
+        findings[0]["hint"],
+        "add propertyName,value as the first line"
+    );
+}
+
+#[test]
+fn show_gives_fields_cleared_by_hand_and_the_sis_values_beside_manual_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("r.db");
+    let base = base();
+    let base = base.to_str().expect("path");
+    assert_eq!(run(&db, &["tenant", "add", "maple"]).status.code(), Some(0));
+    assert_eq!(
+        run(&db, &["sync", base, "--tenant", "maple"]).status.code(),
+        Some(0)
+    );
+    let edit = run(
+        &db,
+        &[
+            "edit",
+            "--tenant",
+            "maple",
+            "users",
+            "stu-1",
+            "--set",
+            "givenName=Kay",
+            "--set",
+            "middleName=",
+            "--by",
+            "support",
+        ],
+    );
+    assert_eq!(edit.status.code(), Some(0), "{}", stderr(&edit));
+    let shown = stdout(&run(&db, &["show", "--tenant", "maple", "users", "stu-1"]));
+    let line = |field: &str| -> String {
+        shown
+            .lines()
+            .find(|l| l.starts_with(&format!("  {field} = ")))
+            .unwrap_or_else(|| panic!("no {field} line in:\n{shown}"))
+            .to_string()
+    };
+    let given = line("givenName");
+    assert!(
+        given.starts_with("  givenName = \"Kay\"  [manual, by support at 20")
+            && given.ends_with("Z] (the SIS says \"Cara\")"),
+        "{given}"
+    );
+    let middle = line("middleName");
+    assert!(
+        middle.starts_with("  middleName = \"\"  [cleared by hand, by support at 20")
+            && middle.ends_with("Z] (the SIS says \"Jo\")"),
+        "{middle}"
+    );
+    assert!(
+        line("familyName").starts_with("  familyName = \"Kim\"  [sis, batch "),
+        "{shown}"
+    );
+
+    let archive = run(
+        &db,
+        &[
+            "archive", "--tenant", "maple", "users", "stu-1", "--by", "support",
+        ],
+    );
+    assert_eq!(archive.status.code(), Some(0), "{}", stderr(&archive));
+    let shown = stdout(&run(&db, &["show", "--tenant", "maple", "users", "stu-1"]));
+    assert!(
+        shown
+            .lines()
+            .any(|l| l.starts_with("  archived by hand, by support at 20")),
+        "{shown}"
+    );
+}
+
+#[test]
+fn archiving_an_archived_record_changes_nothing_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("r.db");
+    let base = base();
+    assert_eq!(run(&db, &["tenant", "add", "maple"]).status.code(), Some(0));
+    let base = base.to_str().expect("path");
+    assert_eq!(
+        run(&db, &["sync", base, "--tenant", "maple"]).status.code(),
+        Some(0)
+    );
+    let archive = [
+        "archive", "--tenant", "maple", "users", "stu-1", "--by", "support",
+    ];
+    assert_eq!(run(&db, &archive).status.code(), Some(0));
+    let show = [
+        "show", "--tenant", "maple", "users", "stu-1", "--format", "json",
+    ];
+    let before = stdout(&run(&db, &show));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let again = run(&db, &archive);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert_eq!(
+        stdout(&again),
+        "users stu-1 is already archived; nothing changed\n"
+    );
+    assert_eq!(
+        stdout(&run(&db, &show)),
+        before,
+        "not re-stamped, not re-versioned"
+    );
+    let restore = run(&db, &["restore", "--tenant", "maple", "users", "stu-2"]);
+    assert_eq!(
+        stdout(&restore),
+        "users stu-2 is already active; nothing changed\n"
+    );
+}

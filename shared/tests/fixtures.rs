@@ -168,6 +168,7 @@ cases! {
     list_spaces_after_commas,
     manifest_declared_file_missing,
     manifest_duplicate_property,
+    manifest_header_row_missing,
     manifest_header_wrong,
     manifest_missing,
     manifest_mode_wrong_case,

@@ -501,3 +501,56 @@ fn an_exactly_named_file_wins_over_a_misnamed_twin() {
         [(Code::InputFileNameCase, Some("Orgs.csv".into()), None, None)]
     );
 }
+
+/// Rewrites every size a zip's headers declare (local and central), leaving the data as it is.
+fn lie_about_sizes(path: &Path, compressed: u32, uncompressed: u32) {
+    let mut data = fs::read(path).expect("read zip");
+    for (signature, at_compressed) in [(b"PK\x03\x04", 18), (b"PK\x01\x02", 20)] {
+        let mut i = 0;
+        while let Some(found) = data[i..].windows(4).position(|w| w == signature) {
+            let at = i + found + at_compressed;
+            data[at..at + 4].copy_from_slice(&compressed.to_le_bytes());
+            data[at + 4..at + 8].copy_from_slice(&uncompressed.to_le_bytes());
+            i += found + 4;
+        }
+    }
+    fs::write(path, data).expect("write zip");
+}
+
+#[test]
+fn a_zip_whose_headers_claim_huge_sizes_is_not_believed_when_memory_is_sized() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("lying.zip");
+    write_zip(&path, &base_files());
+    let real = fs::metadata(&path).expect("zip").len();
+    // Each entry claims 1 GiB (from 256 MiB compressed): within the ratio and total limits, a lie all the same.
+    lie_about_sizes(&path, 1 << 28, 1 << 30);
+    let bundle = rollcall::read::bundle::Bundle::open(&path, &Limits::default()).expect("opens");
+    let users = rollcall::spec::FileKind::Users;
+    assert_eq!(bundle.size(users), Some(1 << 30), "what the header says");
+    assert_eq!(
+        bundle.size_hint(users),
+        Some(real * 16),
+        "what memory is sized from: at most 16 times the zip's own length"
+    );
+    // Each entry read to its end holds far less than its header says: a finding per entry, the bundle invalid.
+    let report = validate(&path);
+    assert!(!report.valid);
+    let lies: Vec<&str> = report
+        .findings
+        .iter()
+        .filter(|f| f.code == Code::InputSizeMismatch)
+        .map(|f| f.message.as_str())
+        .collect();
+    assert_eq!(lies.len(), base_files().len(), "{lies:#?}");
+    let users = fs::read(base().join("users.csv")).expect("users").len();
+    assert!(
+        lies.contains(
+            &format!(
+                "the zip's header says users.csv holds 1073741824 bytes, but it holds {users}"
+            )
+            .as_str()
+        ),
+        "{lies:#?}"
+    );
+}

@@ -46,6 +46,13 @@ pub enum EditError {
     CreationRefused(String),
     #[error("expected FIELD=VALUE, got {0:?}")]
     BadAssignment(String),
+    /// Archiving an archived record, restoring an active one: nothing is written (not even a new mark).
+    #[error("{entity} {id} is already {state}; nothing changed")]
+    Unchanged {
+        entity: Entity,
+        id: String,
+        state: &'static str,
+    },
     #[error(
         "{entity} {id} kept changing while the edit was written ({attempts} tries); try the edit again"
     )]
@@ -297,6 +304,13 @@ fn set_active(
     tenant(store, tenant_id)?;
     let at = now();
     change_record(store, tenant_id, entity, sourced_id, &|record| {
+        if record.active == active {
+            return Err(EditError::Unchanged {
+                entity,
+                id: sourced_id.to_string(),
+                state: if active { "active" } else { "archived" },
+            });
+        }
         record.active = active;
         record.archived_by = (!active).then_some(Origin::Manual);
         record.provenance.insert(

@@ -244,9 +244,16 @@ pub struct Bundle {
     expanded: u64,
     /// Zip entries already charged to `expanded`.
     charged: std::collections::HashSet<usize>,
-    /// Digests of the files read to their end so far, by name.
-    digests: Arc<Mutex<BTreeMap<String, u128>>>,
+    /// Digests of the files read to their end so far, by name, with the bytes each held.
+    digests: Arc<Mutex<BTreeMap<String, (u128, u64)>>>,
+    /// The zip's own length in bytes (zip only): what bounds how far its declared sizes are believed.
+    zip_len: Option<u64>,
 }
+
+/// How many times its compressed length a zip is believed to expand to when sizing memory ahead (CSV deflates
+/// about six to ten times). A zip that claims more still validates; its tables grow with the rows read instead
+/// of being reserved from a header that may lie.
+const BELIEVED_RATIO: u64 = 16;
 
 impl Bundle {
     /// Opens a `.zip`, a folder or a single CSV file on disk.
@@ -300,12 +307,21 @@ impl Bundle {
         reader: Box<dyn ReadSeek>,
         limits: &Limits,
     ) -> Result<Bundle, InputError> {
+        let mut reader = reader;
+        let zip_len = reader
+            .seek(io::SeekFrom::End(0))
+            .and_then(|len| reader.seek(io::SeekFrom::Start(0)).map(|_| len))
+            .map_err(|source| InputError::Io {
+                path: name.to_path_buf(),
+                source,
+            })?;
         let zip = zip::ZipArchive::new(reader).map_err(|e| InputError::NotZip {
             path: name.to_path_buf(),
             reason: e.to_string(),
         })?;
         let mut bundle = Bundle::empty(name, Source::Zip(Box::new(zip)), limits);
         bundle.shape = Shape::Zip;
+        bundle.zip_len = Some(zip_len);
         bundle.scan_zip()?;
         Ok(bundle)
     }
@@ -335,6 +351,7 @@ impl Bundle {
             expanded: 0,
             charged: std::collections::HashSet::new(),
             digests: Arc::default(),
+            zip_len: None,
         }
     }
 
@@ -368,6 +385,16 @@ impl Bundle {
     /// Declared (zip) or actual (disk) size of a data file, for progress.
     pub fn size(&self, kind: FileKind) -> Option<u64> {
         self.files.get(&kind).map(|e| e.size)
+    }
+
+    /// The size of a data file as far as it may be believed when reserving memory: a zip's header says what
+    /// its sender wrote there, so it is held to [`BELIEVED_RATIO`] times the zip's own length.
+    pub fn size_hint(&self, kind: FileKind) -> Option<u64> {
+        let size = self.size(kind)?;
+        Some(match self.zip_len {
+            Some(len) => size.min(len.saturating_mul(BELIEVED_RATIO)),
+            None => size,
+        })
     }
 
     /// Reads `manifest.csv` whole (it is tiny; it is cut at [`MANIFEST_LIMIT`] and the caller reports that).
@@ -414,7 +441,7 @@ impl Bundle {
         }
         hasher.update(&[0]);
         for entry in entries {
-            let known = self.lock_digests().get(&entry.name).copied();
+            let known = self.lock_digests().get(&entry.name).map(|(d, _)| *d);
             let digest = match known {
                 Some(d) => d,
                 None => self.read_digest(&entry)?,
@@ -426,7 +453,31 @@ impl Bundle {
         Ok(hasher.digest128())
     }
 
-    fn lock_digests(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, u128>> {
+    /// A finding when a zip entry read to its end held another number of bytes than its header declared: the
+    /// header lied (or the zip is damaged), and nothing sized from it can be trusted.
+    pub fn size_mismatch(&self, kind: Option<FileKind>) -> Option<Finding> {
+        if self.shape != Shape::Zip {
+            return None;
+        }
+        let entry = match kind {
+            Some(kind) => self.files.get(&kind)?,
+            None => self.manifest.as_ref()?,
+        };
+        let (_, held) = *self.lock_digests().get(&entry.name)?;
+        (held != entry.size).then(|| {
+            Finding::error(
+                Code::InputSizeMismatch,
+                format!(
+                    "the zip's header says {} holds {} bytes, but it holds {held}",
+                    entry.name, entry.size
+                ),
+            )
+            .file(entry.name.clone())
+            .hint("the zip is damaged or was altered: make it again from the files")
+        })
+    }
+
+    fn lock_digests(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, (u128, u64)>> {
         // A poisoned lock only means a reader thread panicked mid-file; the digests it holds are still whole.
         self.digests.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -449,7 +500,7 @@ impl Bundle {
         drop(stream);
         self.lock_digests()
             .get(&name)
-            .copied()
+            .map(|(d, _)| *d)
             .ok_or_else(|| InputError::Entry {
                 path,
                 entry: name,
@@ -516,6 +567,7 @@ impl Bundle {
         let digest = |inner| Digesting {
             inner,
             hasher: Some(xxhash_rust::xxh3::Xxh3::new()),
+            read: 0,
             name: entry.name.clone(),
             done: Arc::clone(&self.digests),
         };
@@ -856,7 +908,9 @@ struct Digesting<R> {
     inner: R,
     hasher: Option<xxhash_rust::xxh3::Xxh3>,
     name: String,
-    done: Arc<Mutex<BTreeMap<String, u128>>>,
+    /// Bytes read so far.
+    read: u64,
+    done: Arc<Mutex<BTreeMap<String, (u128, u64)>>>,
 }
 
 impl<R: Read> Read for Digesting<R> {
@@ -866,11 +920,12 @@ impl<R: Read> Read for Digesting<R> {
             if let Some(h) = &mut self.hasher {
                 h.update(&buf[..n]);
             }
+            self.read += n as u64;
         } else if !buf.is_empty()
             && let Some(h) = self.hasher.take()
         {
             let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-            done.insert(self.name.clone(), h.digest128());
+            done.insert(self.name.clone(), (h.digest128(), self.read));
         }
         Ok(n)
     }

@@ -79,7 +79,28 @@ pub fn parse(bytes: &[u8], findings: &mut Vec<Finding>) -> Manifest {
         .into_iter()
         .map(|f| f.text.trim().to_string())
         .collect();
-    if header_fields != ["propertyName", "value"] {
+    // A manifest without its header row starts with a property: one mistake, one finding, and the row read.
+    let first_is_property = header_fields.len() == 2
+        && ["manifest.", "oneroster.", "file.", "source."]
+            .iter()
+            .any(|p| header_fields[0].starts_with(p));
+    let mut first_row = None;
+    if first_is_property {
+        findings.push(
+            Finding::error(
+                Code::ManifestHeader,
+                format!(
+                    "manifest.csv has no header row: its first line is the property \"{}\"",
+                    shown_value(header_fields[0].as_bytes())
+                ),
+            )
+            .file(FILE)
+            .line(header_line)
+            .value(header.as_bytes())
+            .hint("add propertyName,value as the first line"),
+        );
+        first_row = Some((header_line, header));
+    } else if header_fields != ["propertyName", "value"] {
         findings.push(
             Finding::error(
                 Code::ManifestHeader,
@@ -95,7 +116,7 @@ pub fn parse(bytes: &[u8], findings: &mut Vec<Finding>) -> Manifest {
         );
     }
     let mut seen = HashSet::new();
-    for (line, raw) in lines {
+    for (line, raw) in first_row.into_iter().chain(lines) {
         let fields = split_fields(raw);
         if fields.len() != 2 {
             findings.push(

@@ -53,6 +53,7 @@ codes! {
     InputDuplicateFile => "input.duplicate_file", "the same file appears twice in the bundle";
     InputUnsafePath => "input.unsafe_path", "a zip entry whose name climbs out of the bundle (`..` or absolute)";
     InputNotRegular => "input.not_regular_file", "a name in a folder bundle that is a link, pipe or device (not read)";
+    InputSizeMismatch => "input.size_mismatch", "a zip entry holding another number of bytes than its header declares";
     InputSingleFile => "input.single_file", "one CSV was checked on its own: no manifest, references to other files not checked";
     ManifestMissing => "manifest.missing", "the bundle has no manifest.csv";
     ManifestHeader => "manifest.header", "manifest.csv's header is not `propertyName,value`";

@@ -66,6 +66,9 @@ pub fn validate_bundle(
         report.push(finding);
     }
     let modes = check_manifest(bundle, &mut report)?;
+    if let Some(lie) = bundle.size_mismatch(None) {
+        report.push(lie);
+    }
     let mut idx = Indexes::new();
     for kind in FileKind::DEPENDENCY_ORDER {
         if !bundle.has(kind) {
@@ -83,6 +86,9 @@ pub fn validate_bundle(
             progress,
         )?;
         report.set_file(kind.file_name(), FileSummary { mode, rows });
+        if let Some(lie) = bundle.size_mismatch(Some(kind)) {
+            report.push(lie);
+        }
     }
     Ok(report.finish())
 }
@@ -248,6 +254,7 @@ fn check_file(
     let path = bundle.path().to_path_buf();
     let file = kind.file_name();
     let bundle_size = bundle.size(kind);
+    let size_hint = bundle.size_hint(kind);
     progress.file_started(file, bundle_size);
     let stream = bundle.open_file(kind)?;
     let mut reader = RecordReader::new(stream, limits.max_record_bytes, limits.max_columns);
@@ -376,7 +383,8 @@ fn check_file(
         ids_readable,
         idx,
     );
-    let mut merge = Merge::new(kind, mode, &targets, idx, bundle_size);
+    // Memory is sized ahead from what the file may be believed to hold, not from what a zip header claims.
+    let mut merge = Merge::new(kind, mode, &targets, idx, size_hint);
     let plan = Plan {
         kind,
         mode,

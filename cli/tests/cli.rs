@@ -424,5 +424,10 @@ fn a_tenant_is_synced_from_the_command_line_with_exit_codes_for_each_outcome() {
         ],
     );
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("role=\"pupil\" is not valid"));
+    assert_eq!(
+        String::from_utf8_lossy(&bad.stderr),
+        "error: users stu-1 was not changed: a sync would reject it (1 error)\n  error enum.invalid, role: \
+         \"pupil\" is not one of the allowed values\n    hint: allowed: administrator, aide, guardian, parent, \
+         proctor, relative, student, teacher\n"
+    );
 }

@@ -452,6 +452,21 @@ fn a_manual_archive_holds_under_preserve_manual_and_is_undone_under_sis_wins() {
     }
 }
 
+/// A user a support person adds by hand: everything a bundle's row needs.
+fn tutor() -> Vec<(String, String)> {
+    [
+        ("enabledUser", "true"),
+        ("orgSourcedIds", "sch-1"),
+        ("role", "aide"),
+        ("username", "tia.tutor"),
+        ("givenName", "Tia"),
+        ("familyName", "Tutor"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 #[test]
 fn a_record_created_by_hand_is_left_alone_by_bulk_syncs_under_both_policies() {
     for policy in [Policy::PreserveManual, Policy::SisWins] {
@@ -465,10 +480,7 @@ fn a_record_created_by_hand_is_left_alone_by_bulk_syncs_under_both_policies() {
             "d1",
             Entity::Users,
             "tutor-1",
-            &[
-                ("role".into(), "aide".into()),
-                ("givenName".into(), "Tia".into()),
-            ],
+            &tutor(),
             "support",
         )
         .expect("create");
@@ -1090,10 +1102,14 @@ fn under_preserve_manual_a_record_made_by_hand_keeps_its_values_when_the_sis_sen
         "d1",
         Entity::Users,
         "stu-9",
-        &[
-            ("givenName".into(), "Nia".into()),
-            ("role".into(), "student".into()),
-        ],
+        &sets(&[
+            ("enabledUser", "true"),
+            ("orgSourcedIds", "sch-1"),
+            ("role", "student"),
+            ("username", "nia.sandoval"),
+            ("givenName", "Nia"),
+            ("familyName", "Sandoval"),
+        ]),
         "support",
     )
     .expect("create");
@@ -1108,11 +1124,20 @@ fn under_preserve_manual_a_record_made_by_hand_keeps_its_values_when_the_sis_sen
     let fields: Vec<&str> = nia.fields.keys().map(String::as_str).collect();
     assert_eq!(
         fields,
-        ["givenName", "role"],
+        [
+            "enabledUser",
+            "familyName",
+            "givenName",
+            "orgSourcedIds",
+            "role",
+            "username"
+        ],
         "the SIS's values are not written into the manual record"
     );
+    assert_eq!(nia.fields["username"], "nia.sandoval");
     assert_eq!(
-        nia.sis_fields["username"], "nia.s",
+        (&nia.sis_fields["username"], &nia.sis_fields["userIds"]),
+        (&"nia.s".to_string(), &"{SIS:1009}".to_string()),
         "but they are recorded beside it"
     );
     assert_eq!(nia.origin, rollcall::model::Origin::Manual);
@@ -1199,4 +1224,253 @@ fn a_record_restored_by_hand_stays_under_preserve_manual_and_is_archived_again_u
             }
         }
     }
+}
+
+/// What a finding says, wherever it was found: code, column, message and hint.
+type Said = (String, Option<String>, String, Option<String>);
+
+fn said(findings: &[rollcall::Finding]) -> Vec<Said> {
+    findings
+        .iter()
+        .map(|f| {
+            (
+                f.code.as_str().to_string(),
+                f.column.as_deref().map(str::to_string),
+                f.message.clone(),
+                f.hint.clone(),
+            )
+        })
+        .collect()
+}
+
+/// The validator's errors on the line of `file` holding `marker`, in a bundle with `edits` made.
+fn validator_says(
+    w: &mut World,
+    edits: &[(&str, &str, &str)],
+    file: &str,
+    marker: &str,
+) -> Vec<Said> {
+    let bundle = w.bundle(edits);
+    let text = fs::read_to_string(bundle.join(file)).expect("read");
+    let line = text
+        .split_inclusive('\n')
+        .scan(1u64, |line, row| {
+            let at = *line;
+            *line += row.matches('\n').count() as u64;
+            Some((at, row))
+        })
+        .find(|(_, row)| row.contains(marker))
+        .map(|(at, _)| at)
+        .expect("marked row");
+    let report = rollcall::validate_path(&bundle, &rollcall::Limits::default(), &NoProgress)
+        .expect("validate");
+    let on_line: Vec<_> = report
+        .findings
+        .into_iter()
+        .filter(|f| f.file.as_deref() == Some(file) && f.line == Some(line))
+        .filter(|f| f.severity == rollcall::Severity::Error)
+        .collect();
+    said(&on_line)
+}
+
+fn refused(result: Result<Record, edit::EditError>) -> Vec<Said> {
+    match result {
+        Err(edit::EditError::Invalid { findings, .. }) => said(&findings),
+        other => panic!("expected the change refused, got {other:?}"),
+    }
+}
+
+fn sets(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn manual_edits_and_creates_get_the_validators_findings_and_write_nothing() {
+    let mut w = World::new(tenant());
+    let first = w.bundle(&[]);
+    w.sync(&first);
+    let before = all_records(&w.store, Entity::Users);
+    let written = w.store.records_written();
+    let edit_user = |w: &World, sets_: &[(&str, &str)]| {
+        edit::edit(
+            &w.store,
+            "d1",
+            Entity::Users,
+            "tch-1",
+            &sets(sets_),
+            "support",
+        )
+    };
+
+    // A dangling reference, bad userIds, a line break inside a name: what the validator says of the same row.
+    let dangling = refused(edit_user(&w, &[("orgSourcedIds", "sch-9")]));
+    assert_eq!(
+        dangling,
+        vec![(
+            "ref.missing".to_string(),
+            Some("orgSourcedIds".to_string()),
+            "\"sch-9\" is not a sourcedId in orgs.csv".to_string(),
+            Some("add the record to orgs.csv, or correct the reference".to_string()),
+        )]
+    );
+    let tch1 = "tch-1,,,true,sch-1,";
+    assert_eq!(
+        dangling,
+        validator_says(
+            &mut w,
+            &[("users.csv", tch1, "tch-1,,,true,sch-9,")],
+            "users.csv",
+            "tch-1,"
+        )
+    );
+    let user_ids = refused(edit_user(&w, &[("userIds", "{LDAP}")]));
+    assert_eq!(user_ids[0].0, "userids.invalid");
+    assert_eq!(
+        user_ids,
+        validator_says(
+            &mut w,
+            &[("users.csv", "{LDAP:ana.lopez}", "{LDAP}")],
+            "users.csv",
+            "tch-1,"
+        )
+    );
+    let line_break = refused(edit_user(&w, &[("givenName", "Ana\nMaria")]));
+    assert_eq!(
+        line_break,
+        vec![(
+            "field.line_break".to_string(),
+            Some("givenName".to_string()),
+            "the value has a line break inside it".to_string(),
+            Some(
+                "keep the value on one line: remove the line break in the SIS (it usually comes from a paste)"
+                    .to_string()
+            ),
+        )]
+    );
+    assert_eq!(
+        line_break,
+        validator_says(
+            &mut w,
+            &[("users.csv", ",Ana,", ",\"Ana\nMaria\",")],
+            "users.csv",
+            "tch-1,"
+        )
+    );
+    // Clearing a required field is a blank required value.
+    let cleared = refused(edit_user(&w, &[("username", "")]));
+    assert_eq!(
+        cleared,
+        validator_says(
+            &mut w,
+            &[("users.csv", ",ana.lopez,", ",,")],
+            "users.csv",
+            "tch-1,"
+        )
+    );
+    assert_eq!(cleared[0].0, "field.required");
+    // The product's own flag is a boolean, checked as a boolean column is.
+    let flag = refused(edit_user(&w, &[("primaryAdministrator", "banana")]));
+    let enabled = validator_says(
+        &mut w,
+        &[("users.csv", tch1, "tch-1,,,banana,sch-1,")],
+        "users.csv",
+        "tch-1,",
+    );
+    assert_eq!(flag.len(), 1);
+    assert_eq!(flag[0].0, "bool.invalid");
+    assert_eq!(flag[0].1.as_deref(), Some("primaryAdministrator"));
+    assert_eq!((&flag[0].2, &flag[0].3), (&enabled[0].2, &enabled[0].3));
+
+    // Creates: a user with no role or username, a record with no fields, an enrollment with no school.
+    let create = |entity, id, pairs: &[(&str, &str)]| {
+        edit::create(&w.store, "d1", entity, id, &sets(pairs), "support")
+    };
+    let columns = |said: &[Said]| -> Vec<(String, String)> {
+        said.iter()
+            .map(|s| (s.0.clone(), s.1.clone().unwrap_or_default()))
+            .collect()
+    };
+    let required = |names: &[&str]| -> Vec<(String, String)> {
+        names
+            .iter()
+            .map(|n| ("field.required".to_string(), n.to_string()))
+            .collect()
+    };
+    let mut partial = tutor();
+    partial.retain(|(k, _)| k != "role" && k != "username");
+    let no_role = edit::create(
+        &w.store,
+        "d1",
+        Entity::Users,
+        "tutor-1",
+        &partial,
+        "support",
+    );
+    assert_eq!(columns(&refused(no_role)), required(&["role", "username"]));
+    assert_eq!(
+        columns(&refused(create(Entity::Users, "tutor-2", &[]))),
+        required(&[
+            "enabledUser",
+            "orgSourcedIds",
+            "role",
+            "username",
+            "givenName",
+            "familyName"
+        ])
+    );
+    let enrollment = [
+        ("classSourcedId", "cls-1"),
+        ("userSourcedId", "stu-1"),
+        ("role", "student"),
+    ];
+    assert_eq!(
+        columns(&refused(create(Entity::Enrollments, "enr-9", &enrollment))),
+        required(&["schoolSourcedId"])
+    );
+    let bad_id = refused(create(Entity::Users, "tutor 3", &[]));
+    assert_eq!(bad_id[0].0, "field.guid");
+    assert_eq!(bad_id[0].1.as_deref(), Some("sourcedId"));
+
+    // Nothing of it was written.
+    assert_eq!(w.store.records_written(), written);
+    assert_eq!(all_records(&w.store, Entity::Users), before);
+    assert!(
+        w.store
+            .get_record("d1", Entity::Enrollments, "enr-9")
+            .expect("read")
+            .is_none()
+    );
+
+    // The message names the record and every finding.
+    let err = edit_user(&w, &[("orgSourcedIds", "sch-9")]).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "users tch-1 was not changed: a sync would reject it (1 error)\n  error ref.missing, orgSourcedIds: \
+         \"sch-9\" is not a sourcedId in orgs.csv\n    hint: add the record to orgs.csv, or correct the reference"
+    );
+    // A valid edit and a valid create still go through.
+    edit_user(&w, &[("orgSourcedIds", "sch-1,sch-2")]).expect("edit");
+    edit::create(
+        &w.store,
+        "d1",
+        Entity::Users,
+        "tutor-1",
+        &tutor(),
+        "support",
+    )
+    .expect("create");
+    create(
+        Entity::Enrollments,
+        "enr-9",
+        &[
+            ("classSourcedId", "cls-1"),
+            ("schoolSourcedId", "sch-1"),
+            ("userSourcedId", "tutor-1"),
+            ("role", "proctor"),
+        ],
+    )
+    .expect("create enrollment");
 }

@@ -5,10 +5,12 @@
 //! write is ever made from a stale read and no concurrent change is lost.
 
 use crate::model::{Entity, Origin, Provenance, Record, Tenant, now};
-use crate::spec::ColumnType;
+use crate::read::bundle::InputError;
 use crate::store::{Expect, Store, StoreError, Write};
-use crate::validate::fields;
+use crate::validate::finding::Finding;
+use crate::validate::{fields, record};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use thiserror::Error;
 
 /// A manual change that was not made.
@@ -34,12 +36,18 @@ pub enum EditError {
         field: String,
         allowed: String,
     },
-    #[error("{field}={value:?} is not valid: {reason}")]
-    BadValue {
-        field: String,
-        value: String,
-        reason: String,
+    /// The record as the change would leave it fails the validator's checks of a bundle's row: nothing is
+    /// written. The findings are the validator's, code, message and hint.
+    #[error("{}", refusal(*entity, id, *created, findings))]
+    Invalid {
+        entity: Entity,
+        id: String,
+        created: bool,
+        findings: Vec<Finding>,
     },
+    /// Checking the record failed (rollcall's fault: the record could not be read back as a bundle row).
+    #[error("the record could not be checked: {0}")]
+    Check(#[from] InputError),
     #[error(
         "tenant {0} does not allow records to be created by hand (its roster comes from the district's system only)"
     )]
@@ -81,43 +89,102 @@ pub fn assignments(items: &[String]) -> Result<Vec<(String, String)>, EditError>
         .collect()
 }
 
-/// Checks that a field may be set by hand on this entity and that the value fits the column.
-fn check_field(entity: Entity, field: &str, value: &str) -> Result<(), EditError> {
-    if entity.product_fields().contains(&field) || field.starts_with("metadata.") {
-        return Ok(());
+/// What an [`EditError::Invalid`] says: which record, and each finding as the validator words it.
+fn refusal(entity: Entity, id: &str, created: bool, findings: &[Finding]) -> String {
+    let verb = if created { "created" } else { "changed" };
+    let errors = crate::validate::report::plural(findings.len() as u64, "error");
+    let mut out = format!("{entity} {id} was not {verb}: a sync would reject it ({errors})");
+    for f in findings {
+        let _ = write!(out, "\n  {} {}", f.severity.as_str(), f.code.as_str());
+        if let Some(column) = &f.column {
+            let _ = write!(out, ", {column}");
+        }
+        let _ = write!(out, ": {}", f.message);
+        if let Some(hint) = &f.hint {
+            let _ = write!(out, "\n    hint: {hint}");
+        }
     }
+    out
+}
+
+/// Checks that a field may be set by hand on this entity: a column of its file after `status` and
+/// `dateLastModified`, a `metadata.*` column, or a field the product keeps. Values are checked on the whole
+/// record afterwards, by the validator.
+fn check_field(entity: Entity, field: &str) -> Result<(), EditError> {
     let columns = entity.file_kind().columns();
-    let Some(column) = columns.iter().skip(3).find(|c| c.name == field) else {
-        let mut allowed: Vec<&str> = columns.iter().skip(3).map(|c| c.name).collect();
-        allowed.extend(entity.product_fields());
-        allowed.push("metadata.*");
-        return Err(EditError::UnknownField {
-            entity,
-            field: field.to_string(),
-            allowed: allowed.join(", "),
-        });
-    };
-    if value.is_empty() {
+    if entity.product_fields().contains(&field)
+        || field.starts_with("metadata.") && field.len() > "metadata.".len()
+        || columns.iter().skip(3).any(|c| c.name == field)
+    {
         return Ok(());
     }
-    let problem = match column.ty {
-        ColumnType::Enum(allowed) => fields::one_of(value, allowed).err(),
-        ColumnType::Bool => fields::boolean(value)
-            .1
-            .filter(|p| p.severity == crate::Severity::Error),
-        ColumnType::Date => fields::date(value).err(),
-        ColumnType::Year => fields::year(value),
-        ColumnType::Grades => value.split(',').find_map(|g| fields::grade(g.trim())),
-        _ => None,
-    };
-    match problem {
-        Some(p) => Err(EditError::BadValue {
-            field: field.to_string(),
-            value: value.to_string(),
-            reason: p.hint.unwrap_or(p.message),
-        }),
-        None => Ok(()),
+    let mut allowed: Vec<&str> = columns.iter().skip(3).map(|c| c.name).collect();
+    allowed.extend(entity.product_fields());
+    allowed.push("metadata.*");
+    Err(EditError::UnknownField {
+        entity,
+        field: field.to_string(),
+        allowed: allowed.join(", "),
+    })
+}
+
+/// The product's own fields (not OneRoster columns) are booleans, checked as the validator checks a boolean
+/// column.
+fn product_field_findings(record: &Record) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for &field in record.entity.product_fields() {
+        let Some(value) = record.fields.get(field) else {
+            continue;
+        };
+        if let (_, Some(p)) = fields::boolean(value)
+            && p.severity == crate::Severity::Error
+        {
+            let mut f = Finding::new(p.severity, p.code, p.message)
+                .column(field)
+                .value(value.as_bytes());
+            f.hint = p.hint;
+            out.push(f);
+        }
     }
+    out
+}
+
+/// Refuses a record that a sync would reject: the validator's checks of a bundle's row, with the records it
+/// refers to as the roster holds them now.
+fn check_record(
+    store: &dyn Store,
+    tenant: &str,
+    record: &Record,
+    created: bool,
+) -> Result<(), EditError> {
+    let mut referenced = Vec::new();
+    let wanted = record::references(record);
+    for entity in Entity::ALL {
+        let ids: Vec<&str> = wanted
+            .iter()
+            .filter(|(e, _)| *e == entity)
+            .map(|(_, id)| id.as_str())
+            .collect();
+        if !ids.is_empty() {
+            referenced.extend(
+                store
+                    .get_records(tenant, entity, &ids)?
+                    .into_iter()
+                    .flatten(),
+            );
+        }
+    }
+    let mut findings = record::errors(record, &referenced)?;
+    findings.extend(product_field_findings(record));
+    if findings.is_empty() {
+        return Ok(());
+    }
+    Err(EditError::Invalid {
+        entity: record.entity,
+        id: record.sourced_id.clone(),
+        created,
+        findings,
+    })
 }
 
 fn tenant(store: &dyn Store, id: &str) -> Result<Tenant, EditError> {
@@ -180,7 +247,7 @@ fn set_fields(
     at: u64,
 ) -> Result<(), EditError> {
     for (field, value) in sets {
-        check_field(record.entity, field, value)?;
+        check_field(record.entity, field)?;
         if value.is_empty() {
             record.fields.remove(field);
         } else {
@@ -209,7 +276,8 @@ pub fn edit(
     tenant(store, tenant_id)?;
     let at = now();
     change_record(store, tenant_id, entity, sourced_id, &|record| {
-        set_fields(record, sets, by, at)
+        set_fields(record, sets, by, at)?;
+        check_record(store, tenant_id, record, false)
     })
 }
 
@@ -225,14 +293,6 @@ pub fn create(
     let t = tenant(store, tenant_id)?;
     if !t.manual_creation {
         return Err(EditError::CreationRefused(t.id));
-    }
-    if fields::guid(sourced_id).is_some() {
-        return Err(EditError::BadValue {
-            field: "sourcedId".into(),
-            value: sourced_id.into(),
-            reason: "identifiers may not contain spaces, commas, quotes or control characters"
-                .into(),
-        });
     }
     let exists = || EditError::Exists {
         tenant: tenant_id.to_string(),
@@ -256,6 +316,7 @@ pub fn create(
         version: 0,
     };
     set_fields(&mut record, sets, by, now())?;
+    check_record(store, tenant_id, &record, true)?;
     record.version = 1;
     let write = Write::Put {
         record: record.clone(),

@@ -23,6 +23,8 @@ pub struct Flags {
     /// Plain, split in place, and without spaces or control characters: every field has only the bytes an id
     /// may have.
     pub bare: bool,
+    /// A line break inside a quoted field (only a record the full parser unquoted can hold one).
+    pub breaks: bool,
 }
 
 impl Flags {
@@ -32,6 +34,7 @@ impl Flags {
         Flags {
             plain,
             bare: plain && no_odd_bytes,
+            breaks: false,
         }
     }
 
@@ -40,6 +43,7 @@ impl Flags {
         Flags {
             plain: bytes.is_ascii() && memchr::memchr(0, bytes).is_none(),
             bare: false,
+            breaks: memchr::memchr2(b'\n', b'\r', bytes).is_some(),
         }
     }
 }
@@ -1133,7 +1137,15 @@ mod tests {
             assert_eq!(scan.commas, kept, "{bytes:?}");
             assert_eq!(&ends[..kept], &commas[..kept], "{bytes:?}");
             assert_eq!(scan.too_many, commas.len() > kept, "{bytes:?}");
-            assert_eq!(scan.flags, Flags { plain, bare }, "{bytes:?}");
+            assert_eq!(
+                scan.flags,
+                Flags {
+                    plain,
+                    bare,
+                    breaks: false
+                },
+                "{bytes:?}"
+            );
         }
     }
 

@@ -469,6 +469,16 @@ impl<'i> FieldPass<'i> {
         decoded
     }
 
+    /// A line break inside a quoted text value: OneRoster values are single lines, and the apps that show names
+    /// and titles break on them.
+    fn check_line_break(&self, line: u64, pos: usize, v: &str, report: &mut Pending) {
+        if self.flags.breaks
+            && let Some(p) = fields::line_break(v)
+        {
+            report.push(self.at(line, pos, p, v.as_bytes()));
+        }
+    }
+
     /// Checks one value (blank only for `status` and `dateLastModified`, whose blanks the mode decides).
     fn check_value(&mut self, line: u64, step: Step, v: &str, report: &mut Pending) {
         let pos = step.pos;
@@ -490,7 +500,7 @@ impl<'i> FieldPass<'i> {
             },
             Check::Status => self.check_status(line, pos, v, report),
             Check::DateLastModified => self.check_date_last_modified(line, pos, v, report),
-            Check::Text => {}
+            Check::Text => self.check_line_break(line, pos, v, report),
             Check::DateTime => {
                 if let Some(p) = fields::date_time(v) {
                     push(self, report, p, raw);
@@ -529,6 +539,7 @@ impl<'i> FieldPass<'i> {
                 }
             }
             Check::TextList => {
+                self.check_line_break(line, pos, v, report);
                 let (items, problems) = fields::list_items(v);
                 self.numbers[pos] = Some(items.count() as i64);
                 for p in problems {

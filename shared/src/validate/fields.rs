@@ -268,6 +268,20 @@ pub fn date_time(v: &str) -> Option<Problem> {
     ))
 }
 
+/// A text value on one line: a line break inside a name or title is an export slip (a copy and paste into the
+/// SIS) that breaks the apps showing it.
+pub fn line_break(v: &str) -> Option<Problem> {
+    if !v.contains(['\n', '\r']) {
+        return None;
+    }
+    Some(Problem::error(
+        Code::FieldLineBreak,
+        "the value has a line break inside it".to_string(),
+        "keep the value on one line: remove the line break in the SIS (it usually comes from a paste)"
+            .to_string(),
+    ))
+}
+
 /// A four-digit year.
 pub fn year(v: &str) -> Option<Problem> {
     if v.len() == 4 && v.bytes().all(|b| b.is_ascii_digit()) {

@@ -88,6 +88,7 @@ codes! {
     HeaderUnknown => "header.unknown", "a column that is not OneRoster 1.1 and not `metadata.*` (ignored)";
     HeaderOrder => "header.order", "columns not in spec order, or extension columns left of spec columns";
     FieldRequired => "field.required", "a required value is blank";
+    FieldLineBreak => "field.line_break", "a value with a line break inside it";
     FieldGuid => "field.guid", "a sourcedId that is not a usable identifier";
     EnumInvalid => "enum.invalid", "a value outside the column's vocabulary";
     EnumCase => "enum.case", "a vocabulary value with the wrong capitalisation";

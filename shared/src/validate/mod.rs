@@ -8,6 +8,7 @@ pub mod finding;
 mod header;
 mod linkpass;
 mod merge;
+pub mod record;
 pub mod report;
 mod state;
 pub mod suggest;

@@ -571,3 +571,117 @@ fn archiving_an_archived_record_changes_nothing_and_says_so() {
         "users stu-2 is already active; nothing changed\n"
     );
 }
+
+/// The base bundle with users.csv replaced by `users` (bytes in some encoding).
+fn with_users(dir: &Path, name: &str, users: &[u8]) -> std::path::PathBuf {
+    let bundle = dir.join(name);
+    std::fs::create_dir_all(&bundle).expect("mkdir");
+    for entry in std::fs::read_dir(base()).expect("base") {
+        let p = entry.expect("entry").path();
+        std::fs::copy(&p, bundle.join(p.file_name().expect("name"))).expect("copy");
+    }
+    std::fs::write(bundle.join("users.csv"), users).expect("write");
+    bundle
+}
+
+/// users.csv with given and family names replaced by `names` (already encoded), in turn.
+fn users_named(names: &[&[u8]]) -> Vec<u8> {
+    let text = std::fs::read_to_string(base().join("users.csv")).expect("users");
+    let mut out = Vec::new();
+    let mut next = names.iter().cycle();
+    for (i, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split(',').collect();
+        if i == 0 || fields.len() < 10 || line.contains('"') {
+            out.extend_from_slice(line.as_bytes());
+        } else {
+            for (f, field) in fields.iter().enumerate() {
+                if f > 0 {
+                    out.push(b',');
+                }
+                match f {
+                    8 | 9 => out.extend_from_slice(next.next().expect("cycle")),
+                    _ => out.extend_from_slice(field.as_bytes()),
+                }
+            }
+        }
+        out.push(b'\n');
+    }
+    out
+}
+
+fn hints_of(db: &Path, bundle: &Path) -> (Vec<String>, Vec<String>) {
+    let out = run(
+        db,
+        &[
+            "validate",
+            bundle.to_str().expect("path"),
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let findings = report["findings"].as_array().expect("findings");
+    let mut codes: Vec<String> = findings
+        .iter()
+        .map(|f| f["code"].as_str().unwrap_or("").to_string())
+        .collect();
+    let mut hints: Vec<String> = findings
+        .iter()
+        .map(|f| f["hint"].as_str().unwrap_or("").to_string())
+        .collect();
+    codes.dedup();
+    hints.dedup();
+    (codes, hints)
+}
+
+#[test]
+fn a_file_in_another_encoding_is_named_with_how_to_resave_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("r.db");
+    // Shift_JIS: 山田, 佐藤, 鈴木, 高橋.
+    let sjis: [&[u8]; 4] = [
+        b"\x8e\x52\x93\x63",
+        b"\x8d\xb2\x93\xa1",
+        b"\x97\xe9\x96\xd8",
+        b"\x8d\x82\x8b\xb4",
+    ];
+    let bundle = with_users(dir.path(), "sjis", &users_named(&sjis));
+    assert_eq!(
+        hints_of(&db, &bundle),
+        (
+            vec!["encoding.utf8".to_string()],
+            vec![
+                "the bytes look like Shift_JIS: save users.csv as UTF-8 (in Excel: Save As, \"CSV UTF-8\"; or \
+                 convert it with iconv -f SHIFT_JIS -t UTF-8 users.csv > users.csv.utf8)"
+                    .to_string()
+            ]
+        )
+    );
+    // Mac Roman: Müller, Françoise, Señor, Øyvind.
+    let mac: [&[u8]; 4] = [b"M\x9fller", b"Fran\x8doise", b"Se\x96or", b"\xafyvind"];
+    let bundle = with_users(dir.path(), "mac", &users_named(&mac));
+    assert_eq!(
+        hints_of(&db, &bundle).1,
+        [
+            "the bytes look like windows-1252 (Western; or Mac Roman, if the file was made on a Mac): save \
+          users.csv as UTF-8 (in Excel: Save As, \"CSV UTF-8\"; or convert it with iconv -f WINDOWS-1252 -t \
+          UTF-8 users.csv > users.csv.utf8)"
+        ]
+    );
+    // UTF-16 LE without a byte-order mark.
+    let text = std::fs::read_to_string(base().join("users.csv")).expect("users");
+    let utf16: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let bundle = with_users(dir.path(), "utf16", &utf16);
+    let out = run(&db, &["validate", bundle.to_str().expect("path")]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "    line 1: users.csv is not UTF-8 text (it is UTF-16 LE); the file was not read\n    hint: save \
+             users.csv as UTF-8 (in Excel: Save As, \"CSV UTF-8\", not \"Unicode Text\"; or convert it with iconv \
+             -f UTF-16LE -t UTF-8 users.csv > users.csv.utf8)\n"
+        ),
+        "{text}"
+    );
+}

@@ -2,6 +2,7 @@
 //! order (so every reference points at a file already indexed), streaming its rows through the checks. Checks
 //! of single values are in `fields`, findings in `finding`, the report they make in `report`.
 
+pub mod encoding;
 mod fieldpass;
 pub mod fields;
 pub mod finding;
@@ -324,14 +325,19 @@ fn check_file(
         || raw_header.starts_with(b"\xfe\xff")
         || raw_header.contains(&0)
     {
+        let flavour = encoding::utf16_flavour(raw_header);
         report.push(
             Finding::error(
                 Code::EncodingUtf16,
-                format!("{file} is not UTF-8 text (it looks like UTF-16); the file was not read"),
+                format!("{file} is not UTF-8 text (it is {flavour}); the file was not read"),
             )
             .file(file)
             .line(header_line)
-            .hint("save the file as CSV UTF-8"),
+            .hint(format!(
+                "save {file} as UTF-8 (in Excel: Save As, \"CSV UTF-8\", not \"Unicode Text\"; or convert it with \
+                 iconv -f {} -t UTF-8 {file} > {file}.utf8)",
+                flavour.replace(' ', "")
+            )),
         );
         progress.file_finished();
         return Ok(0);
@@ -394,7 +400,17 @@ fn check_file(
         demographics_user,
         limits,
     };
+    let before = report.count_of(file, Code::EncodingUtf8);
     let kept = check_rows(reader, &plan, idx, &mut merge, report, progress).map_err(read_error)?;
+    if report.count_of(file, Code::EncodingUtf8) > before {
+        // The file is not UTF-8: name what it most likely is (a second, bounded read of a broken file only).
+        let guessed = encoding::guess(bundle.open_file(kind)?).map_err(read_error)?;
+        report.rehint(
+            file,
+            Code::EncodingUtf8,
+            &encoding::resave_hint(file, guessed),
+        );
+    }
     let duplicates = merge.duplicates(kept);
     if !duplicates.is_empty() {
         report_duplicates(bundle, kind, id_field, &duplicates, limits, report)?;

@@ -113,6 +113,24 @@ impl ReportBuilder {
         }
     }
 
+    /// How many findings of `code` a file has had so far (also those past the kept limit).
+    pub fn count_of(&self, file: &str, code: Code) -> u64 {
+        self.groups
+            .iter()
+            .filter(|((rank, c, _), _)| *c == code && rank.name() == Some(file))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Gives every kept finding of `code` in `file` this hint (once what the file as a whole is is known).
+    pub fn rehint(&mut self, file: &str, code: Code, hint: &str) {
+        for f in &mut self.findings {
+            if f.code == code && f.file.as_deref() == Some(file) {
+                f.hint = Some(hint.to_string());
+            }
+        }
+    }
+
     pub fn error_count(&self) -> u64 {
         self.counts.errors
     }

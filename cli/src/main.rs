@@ -332,7 +332,16 @@ fn run_validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
 
 fn print_report(report: &Report, format: ReportFormat, examples: usize) {
     match format {
-        ReportFormat::Json => emit(&format!("{}\n", report.to_json())),
+        ReportFormat::Json => {
+            // Streamed: a report listing a million findings is never one string in memory. A closed pipe
+            // (`| head`) ends the output quietly, as for the text form.
+            use std::io::Write as _;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let _ = report
+                .write_json(&mut out)
+                .and_then(|()| out.write_all(b"\n"))
+                .and_then(|()| out.flush());
+        }
         ReportFormat::Text => {
             emit(&report.render_text(stdout_style(), examples));
             for hint in limit_hints(report) {

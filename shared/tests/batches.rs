@@ -91,8 +91,9 @@ fn findings_across_many_batches_come_out_in_row_order() {
     let user_lines = lines_in(&users);
     let enrollment_lines = lines_in(&enrollments);
     let first = validate_path(dir.path(), &Limits::default(), &NoProgress).expect("readable");
-    let got: Vec<(Code, &str, u64)> = first
-        .findings
+    let first_findings = first.findings.to_vec();
+
+    let got: Vec<(Code, &str, u64)> = first_findings
         .iter()
         .map(|f| (f.code, f.file.as_deref().unwrap_or(""), f.line.unwrap_or(0)))
         .collect();
@@ -129,17 +130,17 @@ fn findings_across_many_batches_come_out_in_row_order() {
         first.findings
     );
     assert_eq!(
-        first.findings[7].message,
+        first.findings.get(7).expect("finding").message,
         format!(
             "the sourcedId {:?} is already used on line 2",
             field(&first_user, 0)
         )
     );
     assert_eq!(
-        first.findings[3].message,
+        first.findings.get(3).expect("finding").message,
         format!("the sourcedId \"{first_enrollment}\" is already used on line 2")
     );
-    for repeat in &first.findings[4..6] {
+    for repeat in &first.findings.to_vec()[4..6] {
         assert_eq!(
             repeat.message,
             format!(
@@ -177,8 +178,9 @@ fn a_missing_file_is_reported_once_however_many_batches_need_it() {
     )
     .expect("write");
     let report = validate_path(dir.path(), &Limits::default(), &NoProgress).expect("readable");
-    let absent: Vec<(&str, u64, &str)> = report
-        .findings
+    let report_findings = report.findings.to_vec();
+
+    let absent: Vec<(&str, u64, &str)> = report_findings
         .iter()
         .filter(|f| f.code == Code::RefTargetAbsent)
         .map(|f| {
@@ -220,8 +222,9 @@ fn nothing_a_row_found_carries_over_to_the_first_row_of_a_later_batch() {
         });
     }
     let report = validate_path(dir.path(), &Limits::default(), &NoProgress).expect("readable");
-    let got: Vec<(Code, u64, &str)> = report
-        .findings
+    let report_findings = report.findings.to_vec();
+
+    let got: Vec<(Code, u64, &str)> = report_findings
         .iter()
         .map(|f| {
             (

@@ -43,8 +43,9 @@ fn check(case: &str) {
     let dir = assemble(case);
     let report =
         validate_path(dir.path(), &Limits::default(), &NoProgress).expect("bundle readable");
-    let actual: Vec<String> = report
-        .findings
+    let report_findings = report.findings.to_vec();
+
+    let actual: Vec<String> = report_findings
         .iter()
         .map(|f| {
             format!(
@@ -64,8 +65,9 @@ fn check(case: &str) {
             .filter(|l| !l.is_empty())
             .map(str::to_string)
             .collect();
-    let messages: Vec<String> = report
-        .findings
+    let report_findings = report.findings.to_vec();
+
+    let messages: Vec<String> = report_findings
         .iter()
         .map(|f| format!("{} ({:?})", f.message, f.hint))
         .collect();
@@ -101,7 +103,7 @@ macro_rules! cases {
 fn a_repeated_enrollment_id_is_named_in_its_finding() {
     let dir = assemble("enrollment_id_duplicate");
     let report = validate_path(dir.path(), &Limits::default(), &NoProgress).expect("readable");
-    let f = &report.findings[0];
+    let f = &report.findings.get(0).expect("finding");
     assert_eq!(f.value.as_deref(), Some("enr-2"));
     assert_eq!(
         f.message,

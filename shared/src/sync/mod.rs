@@ -406,7 +406,7 @@ impl Local<'_> {
         )?;
         let (batch, report) = match received {
             Received::Duplicate(done) | Received::Rejected(done) => return Ok(*done),
-            Received::Accepted { batch, report } => (*batch, report),
+            Received::Accepted { batch, report } => (*batch, *report),
         };
         lease.renew(Some(&batch.id))?;
         let findings = FindingCounts {

@@ -37,7 +37,10 @@ pub enum Received {
     /// Refused (invalid, or from a path the tenant does not take); recorded with its report.
     Rejected(Box<SyncOutcome>),
     /// Validated and recorded; the plan steps come next.
-    Accepted { batch: Box<Batch>, report: Report },
+    Accepted {
+        batch: Box<Batch>,
+        report: Box<Report>,
+    },
 }
 
 /// What the plan steps need to know of a batch, written beside its staged plan when it is received.
@@ -200,7 +203,7 @@ pub fn receive(
     }
     Ok(Received::Accepted {
         batch: Box::new(batch),
-        report,
+        report: Box::new(report),
     })
 }
 

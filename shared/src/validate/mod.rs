@@ -8,6 +8,7 @@ pub mod fields;
 pub mod finding;
 mod header;
 mod linkpass;
+pub mod listed;
 mod merge;
 pub mod record;
 pub mod report;

@@ -3,6 +3,7 @@
 
 use crate::spec::{FileKind, Mode};
 use crate::validate::finding::{Code, Finding, Severity};
+use crate::validate::listed::Findings;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -41,8 +42,8 @@ pub struct Report {
     /// Files read, by file name.
     pub files: BTreeMap<String, FileSummary>,
     pub counts: Counts,
-    /// Every finding kept, in file then line order.
-    pub findings: Vec<Finding>,
+    /// Every finding kept, in file then line order (packed: see [`Findings`]).
+    pub findings: Findings,
     /// Exact count per (file, code, severity), also for findings past the kept limit.
     #[serde(skip)]
     pub groups: BTreeMap<(FileRank, Code, Severity), u64>,
@@ -74,7 +75,7 @@ impl FileRank {
 /// Collects findings while a bundle is read, keeping at most `max_findings` of them.
 pub struct ReportBuilder {
     max_findings: usize,
-    findings: Vec<Finding>,
+    findings: Findings,
     counts: Counts,
     groups: BTreeMap<(FileRank, Code, Severity), u64>,
     dropped: u64,
@@ -86,7 +87,7 @@ impl ReportBuilder {
     pub fn new(max_findings: usize) -> ReportBuilder {
         ReportBuilder {
             max_findings,
-            findings: Vec::new(),
+            findings: Findings::new(),
             counts: Counts::default(),
             groups: BTreeMap::new(),
             dropped: 0,
@@ -124,11 +125,7 @@ impl ReportBuilder {
 
     /// Gives every kept finding of `code` in `file` this hint (once what the file as a whole is is known).
     pub fn rehint(&mut self, file: &str, code: Code, hint: &str) {
-        for f in &mut self.findings {
-            if f.code == code && f.file.as_deref() == Some(file) {
-                f.hint = Some(hint.to_string());
-            }
-        }
+        self.findings.rehint(file, code, hint);
     }
 
     pub fn error_count(&self) -> u64 {
@@ -161,8 +158,7 @@ impl ReportBuilder {
             self.findings.push(note);
         }
         // Stable: findings on the same line keep the order they were found in.
-        self.findings
-            .sort_by_cached_key(|f| (FileRank::of(f.file.as_deref()), f.line.unwrap_or(0)));
+        self.findings.sort();
         Report {
             valid: self.counts.errors == 0,
             oneroster_version: self.oneroster_version,
@@ -206,10 +202,26 @@ impl Report {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }
 
+    /// The stable JSON form, written as it is made (a report listing a million findings is never held as one
+    /// string).
+    pub fn write_json(&self, out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(out, self).map_err(std::io::Error::other)
+    }
+
     /// A readable summary: per file, per code, the count and the first `examples` occurrences.
     pub fn render_text(&self, style: Style, examples: usize) -> String {
         let mut out = String::new();
         let mut current_file: Option<Option<&str>> = None;
+        // The first `examples` findings of each group, from one pass over the list.
+        let mut shown_by_group: BTreeMap<(Option<String>, Code, Severity), Vec<Finding>> =
+            BTreeMap::new();
+        for f in self.findings.iter() {
+            let key = (f.file.as_deref().map(str::to_string), f.code, f.severity);
+            let shown = shown_by_group.entry(key).or_default();
+            if shown.len() < examples {
+                shown.push(f);
+            }
+        }
         for ((rank, code, severity), count) in &self.groups {
             let file = rank.name();
             if current_file != Some(file) {
@@ -237,12 +249,10 @@ impl Report {
                 format!(" ×{count}")
             };
             let _ = writeln!(out, "  {label} {}{times}: {}", code.as_str(), code.about());
-            let shown: Vec<&Finding> = self
-                .findings
-                .iter()
-                .filter(|f| f.code == *code && f.severity == *severity && f.file.as_deref() == file)
-                .take(examples)
-                .collect();
+            let shown: Vec<&Finding> = shown_by_group
+                .get(&(file.map(str::to_string), *code, *severity))
+                .map(|v| v.iter().collect())
+                .unwrap_or_default();
             // One hint for the group when every example shares it; otherwise each example carries its own.
             let shared_hint = shown.windows(2).all(|w| w[0].hint == w[1].hint);
             let hint_line = |hint: &str| format!("{} {hint}", style.paint("36", "hint:"));

@@ -111,6 +111,7 @@ impl<V: Copy + Default> IdTable<V> {
 
     /// Asks the processor to bring the slot where a search for `fp` starts into cache, and goes on without
     /// waiting: a search made a little later finds it there. (Off x86-64 this does nothing.)
+    #[inline]
     pub fn prefetch(&self, fp: &Fp) {
         #[cfg(target_arch = "x86_64")]
         if let Some(slot) = self.slots.get(fp.slot(self.slots.len() - 1)) {

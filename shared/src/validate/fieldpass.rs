@@ -479,7 +479,9 @@ impl<'i> FieldPass<'i> {
         }
     }
 
-    /// Checks one value (blank only for `status` and `dateLastModified`, whose blanks the mode decides).
+    /// Checks one value (blank only for `status` and `dateLastModified`, whose blanks the mode decides). Inlined
+    /// into the row loop, its one caller: it runs for every field of every row.
+    #[inline(always)]
     fn check_value(&mut self, line: u64, step: Step, v: &str, report: &mut Pending) {
         let pos = step.pos;
         let push = |this: &Self, report: &mut Pending, p: Problem, value: &[u8]| {

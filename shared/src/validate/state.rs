@@ -93,6 +93,7 @@ impl Indexes {
 
     /// Starts bringing the slot where [`Indexes::lookup`] starts for an id into cache, without waiting (see
     /// [`IdTable::prefetch`]). Small indexes stay in cache anyway.
+    #[inline]
     pub fn prefetch(&self, kind: FileKind, fp: &Fp) {
         match kind {
             FileKind::Orgs | FileKind::AcademicSessions => {}
@@ -141,6 +142,7 @@ impl Own {
     }
 
     /// Starts bringing the slot where [`Own::insert`] starts for an id into cache (see [`IdTable::prefetch`]).
+    #[inline]
     pub fn prefetch(&self, fp: &Fp) {
         match self {
             Own::Nodes(_) => {}

@@ -113,6 +113,11 @@ pub fn run(command: &Command, stack: Option<&str>) -> Option<anyhow::Result<Exit
             | Command::History(_)
             | Command::Demo(_)
     );
+    if matches!(command, Command::Source(_) | Command::Pull(_)) {
+        return Some(Err(anyhow::anyhow!(
+            "`source` and `pull` work on the local roster only so far: the scheduled pull function on AWS is not built yet"
+        )));
+    }
     if !needs_stack {
         return None;
     }

@@ -29,6 +29,7 @@ mod aws;
 mod bench;
 mod demo;
 mod progress;
+mod pull;
 mod roster;
 
 use anyhow::Context;
@@ -111,7 +112,7 @@ Exit codes: 0 applied, planned (dry run) or already applied; 1 rejected (invalid
     Edit(roster::EditArgs),
     /// Create a record by hand.
     #[command(
-        after_help = "Example:\n  rollcall create --tenant maple users tutor-1 --set role=aide --set givenName=Tia --set familyName=Ng"
+        after_help = "Example:\n  rollcall create --tenant maple users tutor-1 --set enabledUser=true --set orgSourcedIds=sch-0001 --set role=aide --set username=tia.ng --set givenName=Tia --set familyName=Ng\n\nThe record is checked as a bundle's row would be; a record a sync would reject is not created."
     )]
     Create(roster::EditArgs),
     /// Archive a record by hand.
@@ -133,6 +134,15 @@ Exit codes: 0 applied, planned (dry run) or already applied; 1 rejected (invalid
     /// A tenant's sync history: batches, status, counts.
     #[command(after_help = "Example:\n  rollcall history --tenant maple")]
     History(roster::HistoryArgs),
+    /// Where an API tenant's roster is pulled from: set it, or check that a pull would work.
+    #[command(subcommand)]
+    Source(pull::SourceCommand),
+    /// Pull a tenant's roster from its OneRoster API and run it through sync.
+    #[command(
+        after_help = "Examples:\n  rollcall pull --tenant maple\n  rollcall pull --tenant maple --full --format json\n\n\
+Exit codes: as for sync (0 applied, 1 rejected, 3 held), and 2 when the pull itself failed."
+    )]
+    Pull(pull::PullArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -289,6 +299,8 @@ fn local(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Show(args) => roster::run_show(&cli.db, &args),
         Command::Find(args) => roster::run_find(&cli.db, &args),
         Command::History(args) => roster::run_history(&cli.db, &args),
+        Command::Source(command) => pull::run_source(&cli.db, &command),
+        Command::Pull(args) => pull::run_pull(&cli.db, &args),
     }
 }
 

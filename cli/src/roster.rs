@@ -370,6 +370,21 @@ fn known_schools(store: &dyn Store, t: &Tenant) -> anyhow::Result<()> {
 }
 
 fn describe_tenant(t: &Tenant) -> String {
+    // Where an API tenant pulls from, and its delta cursor (never its key or secret).
+    let api = t.api.as_ref().map_or(String::new(), |a| {
+        let cursor = a.cursor.as_deref().map_or(
+            "no delta cursor yet (the next pull is full)".to_string(),
+            |c| format!("delta cursor {c}"),
+        );
+        let pending = a.pending.as_ref().map_or(String::new(), |p| {
+            format!(", pulled batch {} waits for approval", p.batch)
+        });
+        format!(
+            ", pulls from {} ({}), {cursor}{pending}",
+            a.api_url,
+            a.auth.name()
+        )
+    });
     format!(
         "{} ({}): policy {}, source {}, hold above {:.0}% archived or {:.0}% updated, filters: {}, manual creation {}",
         t.id,
@@ -387,7 +402,7 @@ fn describe_tenant(t: &Tenant) -> String {
         } else {
             "refused"
         }
-    )
+    ) + &api
 }
 
 #[derive(Args)]

@@ -7,12 +7,14 @@
 
 pub mod apply;
 pub mod blob;
+pub mod csvout;
 pub mod generate;
 pub mod index;
 pub mod limits;
 pub mod model;
 pub mod plan;
 pub mod progress;
+pub mod pull;
 pub mod read;
 pub mod spec;
 pub mod store;

@@ -208,6 +208,9 @@ pub struct Tenant {
     /// Whether people may create records by hand.
     #[serde(default = "yes")]
     pub manual_creation: bool,
+    /// Where an API tenant's roster is pulled from (no secret: those are kept apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<crate::pull::source::ApiSource>,
 }
 
 fn yes() -> bool {
@@ -262,6 +265,7 @@ impl Tenant {
             threshold: Threshold::default(),
             thresholds: BTreeMap::new(),
             manual_creation: true,
+            api: None,
         }
     }
 

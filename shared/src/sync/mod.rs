@@ -563,6 +563,8 @@ impl Local<'_> {
             }
             other => other?,
         };
+        // A held pull moves the tenant's delta cursor only now, when its batch is applied.
+        crate::pull::note_applied(self.store, &tenant.id, &batch.id)?;
         let mut outcome = SyncOutcome::of_batch(&batch, SyncStatus::Applied);
         outcome.samples = plan.samples;
         outcome.writes = applied.writes;
@@ -577,6 +579,7 @@ impl Local<'_> {
         self.recover(&tenant, &lease)?;
         let batch = stages::reject_stage(self.store, batch_id)?;
         self.forget_staged(&batch);
+        crate::pull::note_rejected(self.store, &tenant.id, &batch.id)?;
         Ok(batch)
     }
 

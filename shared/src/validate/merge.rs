@@ -267,7 +267,8 @@ impl Merge {
         if let Ids::Own(Own::Nodes(nodes)) = &self.ids {
             report_cycles(self.kind, nodes, report);
         }
-        if self.rows == 0 {
+        // An empty delta file says nothing changed, which is news, not a problem.
+        if self.rows == 0 && self.mode != Some(Mode::Delta) {
             report.push(
                 Finding::warning(
                     Code::FileNoRows,

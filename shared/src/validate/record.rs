@@ -7,6 +7,7 @@
 use super::finding::{Finding, Severity};
 use super::validate_bundle;
 use crate::Limits;
+use crate::csvout::push_row;
 use crate::model::{Entity, Record};
 use crate::progress::NoProgress;
 use crate::read::bundle::{Bundle, EntryKind, InputError, Listed, LooseFiles};
@@ -143,26 +144,6 @@ fn csv_of(kind: FileKind, records: &[&Record]) -> Vec<u8> {
         push_row(&mut out, values);
     }
     out.into_bytes()
-}
-
-/// One CSV row, each field quoted when it holds a comma, a quote, a line break or spaces at its ends.
-fn push_row<'a>(out: &mut String, fields: impl Iterator<Item = &'a str>) {
-    for (i, field) in fields.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let quote = field.contains([',', '"', '\n', '\r'])
-            || field.starts_with(' ')
-            || field.ends_with(' ');
-        if quote {
-            out.push('"');
-            out.push_str(&field.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(field);
-        }
-    }
-    out.push('\n');
 }
 
 /// Files held in memory, read as loose files.

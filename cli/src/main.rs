@@ -128,7 +128,7 @@ Exit codes: 0 applied, planned (dry run) or already applied; 1 rejected (invalid
     Show(roster::ShowArgs),
     /// Find users by SSO identity (username or a userIds entry), or the enrollments of a class or a user.
     #[command(
-        after_help = "Examples:\n  rollcall find --tenant maple --username ava.smith1\n  rollcall find --tenant maple --user-id SIS:100000001\n  rollcall find --tenant maple --class cls-000017\n  rollcall find --tenant maple --enrolled stu-0000042"
+        after_help = "Examples:\n  rollcall find --tenant maple --username ravi.campbell42\n  rollcall find --tenant maple --user-id SIS:100000042\n  rollcall find --tenant maple --class cls-0001-KG-0-01\n  rollcall find --tenant maple --enrolled stu-0000042"
     )]
     Find(roster::FindArgs),
     /// A tenant's sync history: batches, status, counts.

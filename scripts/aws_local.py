@@ -763,6 +763,7 @@ class Stack:
             "ROLLCALL_SETTLE_MACHINE_ARN": self.settle_machine,
             "ROLLCALL_EVENT_BUS": self.bus,
             "ROLLCALL_TRANSFER_SERVER": self.server_id,
+            "ROLLCALL_PULL_FUNCTION": self.template.physical["PullFunction"],
             "ROLLCALL_TRANSFER_ROLE": self.transfer_role,
             "ROLLCALL_SFTP_PORT": str(self.sftp_port),
             "ROLLCALL_HARNESS_URL": self.harness_url,

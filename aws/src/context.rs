@@ -25,6 +25,8 @@ pub struct Names {
     pub transfer_server: Option<String>,
     /// The role Transfer Family users act as.
     pub transfer_role: Option<String>,
+    /// The function that pulls API tenants (`rollcall --aws pull` invokes it).
+    pub pull_function: Option<String>,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -43,7 +45,7 @@ fn required(name: &str) -> Result<String, AwsError> {
 impl Names {
     /// From `ROLLCALL_BUCKET`, `ROLLCALL_TABLE` (required) and `ROLLCALL_STATE_MACHINE_ARN`,
     /// `ROLLCALL_SETTLE_MACHINE_ARN`, `ROLLCALL_EVENT_BUS`, `ROLLCALL_TRANSFER_SERVER`,
-    /// `ROLLCALL_TRANSFER_ROLE`.
+    /// `ROLLCALL_TRANSFER_ROLE`, `ROLLCALL_PULL_FUNCTION`.
     pub fn from_env() -> Result<Names, AwsError> {
         Ok(Names {
             bucket: required("ROLLCALL_BUCKET")?,
@@ -53,6 +55,7 @@ impl Names {
             event_bus: var("ROLLCALL_EVENT_BUS"),
             transfer_server: var("ROLLCALL_TRANSFER_SERVER"),
             transfer_role: var("ROLLCALL_TRANSFER_ROLE"),
+            pull_function: var("ROLLCALL_PULL_FUNCTION"),
         })
     }
 
@@ -77,6 +80,8 @@ pub struct Aws {
     pub events: aws_sdk_eventbridge::Client,
     pub transfer: aws_sdk_transfer::Client,
     pub cloudformation: aws_sdk_cloudformation::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub lambda: aws_sdk_lambda::Client,
 }
 
 impl Aws {
@@ -105,6 +110,8 @@ impl Aws {
             events: aws_sdk_eventbridge::Client::new(&config),
             transfer: aws_sdk_transfer::Client::new(&config),
             cloudformation: aws_sdk_cloudformation::Client::new(&config),
+            secrets: aws_sdk_secretsmanager::Client::new(&config),
+            lambda: aws_sdk_lambda::Client::new(&config),
         }
     }
 }

@@ -552,6 +552,10 @@ impl<'a> Pipeline<'a> {
     /// ends the waits of held batches it superseded.
     pub fn finish(&self, job: &Job) -> Result<serde_json::Value, StepError> {
         let (batch, superseded) = stages::finish_stage(&self.store, &self.blobs, &job.batch)?;
+        // A pulled batch moves its tenant's delta cursor now that it is applied.
+        if batch.status == rollcall::model::BatchStatus::Applied {
+            rollcall::pull::note_applied(&self.store, &batch)?;
+        }
         self.release(job)?;
         self.publish(&batch);
         for other in superseded {
@@ -577,7 +581,10 @@ impl<'a> Pipeline<'a> {
     pub fn reject(&self, job: &Job) -> Result<(), StepError> {
         self.store.set_task_token(&job.batch, None)?;
         match stages::reject_stage(&self.store, &job.batch) {
-            Ok(batch) => self.publish(&batch),
+            Ok(batch) => {
+                rollcall::pull::note_rejected(&self.store, &batch)?;
+                self.publish(&batch)
+            }
             Err(rollcall::sync::SyncError::Superseded { .. }) => {}
             Err(e) => return Err(e.into()),
         }

@@ -92,6 +92,7 @@ async fn names_of_stack(name: &str, handle: tokio::runtime::Handle) -> anyhow::R
         event_bus: get("EventBusName"),
         transfer_server: get("TransferServerId"),
         transfer_role: get("TransferUserRoleArn"),
+        pull_function: get("PullFunctionName"),
     })
 }
 
@@ -113,11 +114,7 @@ pub fn run(command: &Command, stack: Option<&str>) -> Option<anyhow::Result<Exit
             | Command::History(_)
             | Command::Demo(_)
     );
-    if matches!(command, Command::Source(_) | Command::Pull(_)) {
-        return Some(Err(anyhow::anyhow!(
-            "`source` and `pull` work on the local roster only so far: the scheduled pull function on AWS is not built yet"
-        )));
-    }
+    let needs_stack = needs_stack || matches!(command, Command::Source(_) | Command::Pull(_));
     if !needs_stack {
         return None;
     }
@@ -142,6 +139,9 @@ pub fn run(command: &Command, stack: Option<&str>) -> Option<anyhow::Result<Exit
             roster::history(&stack.store, args, &|key| format!("s3://{bucket}/{key}"))
         }
         Command::Demo(args) => crate::demo::run_aws(args, &stack),
+        Command::Source(crate::pull::SourceCommand::Set(args)) => source_set(&stack, args),
+        Command::Source(crate::pull::SourceCommand::Check(args)) => source_check(&stack, args),
+        Command::Pull(args) => pull(&stack, args),
         _ => return None,
     })
 }
@@ -447,4 +447,118 @@ fn rollback(stack: &Stack, args: &RollbackArgs) -> anyhow::Result<ExitCode> {
         rolled.id
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `source set` on the stack: the connection into the tenant's secret in Secrets Manager, the settings into
+/// the tenant.
+fn source_set(stack: &Stack, args: &crate::pull::SetArgs) -> anyhow::Result<ExitCode> {
+    let (source, credentials) = crate::pull::source_from(args)?;
+    if stack.store.get_tenant(&args.tenant)?.is_none() {
+        anyhow::bail!(SyncError::UnknownTenant(args.tenant.clone()));
+    }
+    let secret = rollcall_aws::pull::TenantSecret {
+        api_url: source.api_url.clone(),
+        auth: source.auth,
+        key: credentials.key.clone(),
+        secret: credentials.secret,
+        token_url: source.token_url.clone(),
+        scope: source.scope.clone(),
+    };
+    rollcall_aws::pull::put_secret(&stack.aws, &args.tenant, &secret)?;
+    let kept = format!(
+        "Secrets Manager as {}",
+        rollcall_aws::pull::secret_id(&stack.aws.names.table, &args.tenant)
+    );
+    crate::pull::set_tenant_source(&stack.store, &args.tenant, source, &args.key, &kept)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `source check` on the stack: each endpoint tried from here with the tenant's secret.
+fn source_check(stack: &Stack, args: &crate::pull::CheckArgs) -> anyhow::Result<ExitCode> {
+    let tenant = stack
+        .store
+        .get_tenant(&args.tenant)?
+        .ok_or_else(|| SyncError::UnknownTenant(args.tenant.clone()))?;
+    let secret = rollcall_aws::pull::get_secret(&stack.aws, &tenant.id)?;
+    let settings = tenant
+        .api
+        .clone()
+        .unwrap_or_else(|| rollcall::pull::source::ApiSource::new(&secret.api_url, secret.auth));
+    let source = rollcall_aws::pull::source_of(&settings, &secret);
+    let credentials = rollcall::pull::source::Credentials {
+        key: secret.key.clone(),
+        secret: secret.secret.clone(),
+    };
+    let client = rollcall::pull::http::Client::new(
+        &source,
+        credentials,
+        rollcall::pull::http::ClientOptions::default(),
+    )?;
+    Ok(crate::pull::print_check(&source, &client))
+}
+
+/// `pull` on the stack: invokes the pull function for the tenant, then follows the pulled bundle's batch
+/// through the pipeline, as `sync` follows an upload.
+fn pull(stack: &Stack, args: &crate::pull::PullArgs) -> anyhow::Result<ExitCode> {
+    let function = stack.aws.names.pull_function.clone().context(
+        "the stack's pull function is not known: set ROLLCALL_PULL_FUNCTION or give --stack",
+    )?;
+    let input = serde_json::json!({"tenant": args.tenant, "full": args.full});
+    let out = stack
+        .aws
+        .bridge
+        .run(
+            stack
+                .aws
+                .lambda
+                .invoke()
+                .function_name(&function)
+                .payload(rollcall_aws::aws_sdk_lambda::primitives::Blob::new(
+                    input.to_string(),
+                ))
+                .send(),
+        )
+        .map_err(|e| anyhow::anyhow!("invoking {function}: {}", rollcall_aws::s3::describe(&e)))?;
+    let payload: serde_json::Value = out
+        .payload()
+        .and_then(|p| serde_json::from_slice(p.as_ref()).ok())
+        .unwrap_or_default();
+    if out.function_error().is_some() {
+        let message = payload["errorMessage"]
+            .as_str()
+            .unwrap_or("the pull failed");
+        eprintln!(
+            "error: the pull of tenant {} failed: {message}",
+            args.tenant
+        );
+        return Ok(ExitCode::from(2));
+    }
+    for warning in payload["warnings"].as_array().into_iter().flatten() {
+        eprintln!("warning: {}", warning.as_str().unwrap_or_default());
+    }
+    let key = payload["key"].as_str().unwrap_or_default().to_string();
+    eprintln!(
+        "pulled a {} bundle: {} records into s3://{}/{key}; following the pipeline",
+        payload["mode"].as_str().unwrap_or("?"),
+        payload["records"],
+        stack.aws.names.bucket
+    );
+    let deadline = Instant::now() + Duration::from_secs(args.wait.max(30));
+    loop {
+        let batches = stack.store.list_batches(&args.tenant)?;
+        if let Some(batch) = batches.iter().rev().find(|b| b.source == key)
+            && (batch.status.is_final() || batch.status == BatchStatus::Held)
+        {
+            let outcome = outcome_of(stack, batch)?;
+            crate::pull::print_pulled(&outcome, payload, args.format);
+            return Ok(crate::pull::exit_for(outcome.status));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the pipeline did not finish the pulled bundle {key} within {}s; `rollcall --aws history --tenant {}` shows where it is",
+            args.wait,
+            args.tenant
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -33,7 +33,7 @@ pub enum AuthArg {
 }
 
 impl AuthArg {
-    fn auth(self) -> Auth {
+    pub(crate) fn auth(self) -> Auth {
         match self {
             AuthArg::OAuth1Sha256 => Auth::OAuth1Sha256,
             AuthArg::OAuth1Sha1 => Auth::OAuth1Sha1,
@@ -61,60 +61,60 @@ The secret comes from --secret-stdin, the ROLLCALL_API_SECRET variable, or --sec
 pub struct SetArgs {
     /// The tenant whose roster comes from the API.
     #[arg(long)]
-    tenant: String,
+    pub(crate) tenant: String,
     /// The provider's OneRoster 1.1 base URL (it usually ends in /ims/oneroster/v1p1).
     #[arg(long, value_name = "URL")]
-    api_url: String,
+    pub(crate) api_url: String,
     /// How rollcall signs in.
     #[arg(long, value_enum, default_value_t = AuthArg::OAuth1Sha256)]
-    auth: AuthArg,
+    pub(crate) auth: AuthArg,
     /// The consumer key (OAuth 1.0a) or client id (OAuth 2).
     #[arg(long)]
-    key: String,
+    pub(crate) key: String,
     /// The secret (better: --secret-stdin or ROLLCALL_API_SECRET, which stay out of shell history).
     #[arg(long, env = SECRET_VAR, hide_env_values = true, conflicts_with = "secret_stdin")]
-    secret: Option<String>,
+    pub(crate) secret: Option<String>,
     /// Read the secret from standard input (one line).
     #[arg(long)]
-    secret_stdin: bool,
+    pub(crate) secret_stdin: bool,
     /// OAuth 2's token URL.
     #[arg(long, value_name = "URL")]
-    token_url: Option<String>,
+    pub(crate) token_url: Option<String>,
     /// OAuth 2 scopes, space-separated.
     #[arg(long)]
-    scope: Option<String>,
+    pub(crate) scope: Option<String>,
     /// Records asked for per page.
     #[arg(long, value_name = "N", default_value_t = DEFAULT_PAGE_SIZE)]
-    page_size: u32,
+    pub(crate) page_size: u32,
     /// Days between full pulls (deltas in between).
     #[arg(long, value_name = "DAYS", default_value_t = DEFAULT_FULL_EVERY_DAYS)]
-    full_every: u32,
+    pub(crate) full_every: u32,
 }
 
 #[derive(Args)]
 pub struct CheckArgs {
     /// The tenant whose source is checked.
     #[arg(long)]
-    tenant: String,
+    pub(crate) tenant: String,
 }
 
 #[derive(Args)]
 pub struct PullArgs {
     /// The tenant to pull.
     #[arg(long)]
-    tenant: String,
+    pub(crate) tenant: String,
     /// A full (bulk) pull even when a delta would do.
     #[arg(long)]
-    full: bool,
+    pub(crate) full: bool,
     /// Where to write the pulled bundle (default: beside the database, under pulls/TENANT/TIME).
     #[arg(long, value_name = "DIR")]
-    out: Option<PathBuf>,
+    pub(crate) out: Option<PathBuf>,
     /// Output format (as for sync; json adds what was pulled under "pull").
     #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
-    format: ReportFormat,
+    pub(crate) format: ReportFormat,
     /// Seconds to wait for another run of the same tenant to finish.
     #[arg(long, default_value_t = 600)]
-    wait: u64,
+    pub(crate) wait: u64,
 }
 
 fn secret_of(args: &SetArgs) -> anyhow::Result<String> {
@@ -140,7 +140,8 @@ pub fn run_source(db: &DbArgs, command: &SourceCommand) -> anyhow::Result<ExitCo
     }
 }
 
-fn set(db: &DbArgs, args: &SetArgs) -> anyhow::Result<ExitCode> {
+/// The source and credentials `source set` gives, checked (the secret read from where it was given).
+pub(crate) fn source_from(args: &SetArgs) -> anyhow::Result<(ApiSource, Credentials)> {
     let url = url::Url::parse(&args.api_url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
@@ -160,18 +161,34 @@ fn set(db: &DbArgs, args: &SetArgs) -> anyhow::Result<ExitCode> {
         bail!("--full-every must be at least 1 day");
     }
     let secret = secret_of(args)?;
-    let store = db.open()?;
-    let Some(mut tenant) = store.get_tenant(&args.tenant)? else {
-        bail!(rollcall::sync::SyncError::UnknownTenant(
-            args.tenant.clone()
-        ));
-    };
     let mut source = ApiSource::new(&args.api_url, args.auth.auth());
     source.token_url = args.token_url.clone();
     source.scope = args.scope.clone();
     source.page_size = args.page_size;
     source.full_every_days = args.full_every;
-    // The same server keeps its cursor; a new one starts with a full pull.
+    Ok((
+        source,
+        Credentials {
+            key: args.key.clone(),
+            secret,
+        },
+    ))
+}
+
+/// Gives `tenant` its new API source (the same server keeps its cursor; a new one starts with a full pull) and
+/// says so, naming where the secret is kept.
+pub(crate) fn set_tenant_source(
+    store: &dyn TenantStore,
+    tenant_id: &str,
+    mut source: ApiSource,
+    key: &str,
+    kept: &str,
+) -> anyhow::Result<()> {
+    let Some(mut tenant) = store.get_tenant(tenant_id)? else {
+        bail!(rollcall::sync::SyncError::UnknownTenant(
+            tenant_id.to_string()
+        ));
+    };
     if let Some(old) = tenant
         .api
         .take()
@@ -180,30 +197,35 @@ fn set(db: &DbArgs, args: &SetArgs) -> anyhow::Result<ExitCode> {
         source.cursor = old.cursor;
         source.last_full = old.last_full;
     }
-    let credentials = CredentialsFile::beside(&db.db);
-    credentials.put(
-        &tenant.id,
-        &Credentials {
-            key: args.key.clone(),
-            secret,
-        },
-    )?;
     let next = if source.cursor.is_some() {
         "the next pull is a delta"
     } else {
         "the next pull is a full one"
     };
-    tenant.source = SourceKind::Api;
     outln!(
-        "tenant {} pulls from {} ({}, key {}; the secret is kept in {}, readable by its owner only); {next}",
+        "tenant {} pulls from {} ({}, key {key}; the secret is kept in {kept}); {next}",
         tenant.id,
         source.api_url,
         source.auth.name(),
-        args.key,
-        credentials.path().display()
     );
+    tenant.source = SourceKind::Api;
     tenant.api = Some(source);
     store.put_tenant(&tenant)?;
+    Ok(())
+}
+
+fn set(db: &DbArgs, args: &SetArgs) -> anyhow::Result<ExitCode> {
+    let (source, credentials) = source_from(args)?;
+    let store = db.open()?;
+    if store.get_tenant(&args.tenant)?.is_none() {
+        bail!(rollcall::sync::SyncError::UnknownTenant(
+            args.tenant.clone()
+        ));
+    }
+    let file = CredentialsFile::beside(&db.db);
+    file.put(&args.tenant, &credentials)?;
+    let kept = format!("{}, readable by its owner only", file.path().display());
+    set_tenant_source(&store, &args.tenant, source, &args.key, &kept)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -231,10 +253,15 @@ fn client_for(
 fn check(db: &DbArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let store = db.open_read()?;
     let (_, source, client) = client_for(db, &args.tenant, &store)?;
+    Ok(print_check(&source, &client))
+}
+
+/// Tries each endpoint once and prints a verdict per endpoint: exit 0 when a pull would work.
+pub(crate) fn print_check(source: &ApiSource, client: &Client) -> ExitCode {
     outln!("{} ({})", source.api_url, source.auth.name());
     let mut works = true;
     for endpoint in &ENDPOINTS {
-        let verdict = pull::probe(&client, endpoint);
+        let verdict = pull::probe(client, endpoint);
         if !verdict.ok && endpoint.required {
             works = false;
         }
@@ -242,10 +269,10 @@ fn check(db: &DbArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     }
     if works {
         outln!("a pull would work");
-        Ok(ExitCode::SUCCESS)
+        ExitCode::SUCCESS
     } else {
         outln!("a pull would not work: see above");
-        Ok(ExitCode::from(2))
+        ExitCode::from(2)
     }
 }
 
@@ -326,6 +353,7 @@ pub fn run_pull(db: &DbArgs, args: &PullArgs) -> anyhow::Result<ExitCode> {
             SyncStatus::Held => {
                 api.pending = Some(PendingPull {
                     batch: outcome.batch.clone(),
+                    key: None,
                     cursor: pulled.cursor.clone(),
                     started: pulled.started,
                     full,
@@ -335,15 +363,26 @@ pub fn run_pull(db: &DbArgs, args: &PullArgs) -> anyhow::Result<ExitCode> {
             SyncStatus::Rejected | SyncStatus::Planned => {}
         }
     }
-    match args.format {
-        ReportFormat::Text => print_outcome(&outcome, args.format),
+    print_pulled(
+        &outcome,
+        serde_json::to_value(&pulled).unwrap_or_default(),
+        args.format,
+    );
+    Ok(exit_for(outcome.status))
+}
+
+/// A pull's outcome as `sync` prints it; JSON adds what was pulled under `"pull"`.
+pub(crate) fn print_pulled(
+    outcome: &rollcall::sync::SyncOutcome,
+    pulled: serde_json::Value,
+    format: ReportFormat,
+) {
+    match format {
+        ReportFormat::Text => print_outcome(outcome, format),
         ReportFormat::Json => {
-            let mut value = serde_json::to_value(&outcome).unwrap_or_default();
+            let mut value = serde_json::to_value(outcome).unwrap_or_default();
             if let Some(object) = value.as_object_mut() {
-                object.insert(
-                    "pull".into(),
-                    serde_json::to_value(&pulled).unwrap_or_default(),
-                );
+                object.insert("pull".into(), pulled);
             }
             outln!(
                 "{}",
@@ -351,9 +390,13 @@ pub fn run_pull(db: &DbArgs, args: &PullArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(match outcome.status {
+}
+
+/// As for `sync`: 0 applied (or nothing to do), 1 rejected, 3 held.
+pub(crate) fn exit_for(status: SyncStatus) -> ExitCode {
+    match status {
         SyncStatus::Applied | SyncStatus::Planned | SyncStatus::AlreadyApplied => ExitCode::SUCCESS,
         SyncStatus::Rejected => ExitCode::from(1),
         SyncStatus::Held => ExitCode::from(3),
-    })
+    }
 }

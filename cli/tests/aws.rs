@@ -6,6 +6,9 @@
 //! harness: `scripts/aws-local --retry-clock 0.1 -- cargo test -p rollcall-cli --test aws -- --ignored`.
 #![cfg(feature = "aws")]
 
+mod common;
+
+use common::provider::{KEY, Provider, ProviderAuth, SECRET, serve};
 use rollcall::blob::BlobStore;
 use rollcall::model::{Batch, BatchStatus, Entity};
 use rollcall::store::{BatchStore, LeaseStore};
@@ -19,7 +22,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 const ENTITIES: [&str; 7] = [
@@ -1297,4 +1300,176 @@ fn the_aws_and_local_pipelines_store_the_same_records_and_provenance() {
         v
     };
     assert_eq!(history(true), history(false));
+}
+
+#[test]
+#[ignore = "needs the stack on loopback: scripts/aws-local"]
+fn an_api_tenant_is_pulled_by_the_pull_function_and_its_cursor_moves_when_the_batch_is_applied() {
+    let dir = tempfile::tempdir().expect("temp");
+    let dir = dir.path();
+    let provider = Arc::new(Mutex::new(Provider::new(ProviderAuth::OAuth1)));
+    provider
+        .lock()
+        .expect("provider")
+        .failures
+        .insert("users".into(), vec![429]);
+    let origin = serve(Arc::clone(&provider));
+    let api = format!("{origin}/ims/oneroster/v1p1");
+    tenant_add(dir, "t-api", &["--source", "api"]);
+    let mut outputs = Vec::new();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
+        .args([
+            "--aws",
+            "source",
+            "set",
+            "--tenant",
+            "t-api",
+            "--api-url",
+            &api,
+            "--key",
+            KEY,
+            "--secret-stdin",
+        ])
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{SECRET}\n").as_bytes())
+        .expect("secret");
+    let set = child.wait_with_output().expect("source set");
+    assert_eq!(set.status.code(), Some(0), "{}", text(&set));
+    let secret_name = rollcall_aws::pull::secret_id(&stack().aws.names.table, "t-api");
+    assert!(
+        String::from_utf8_lossy(&set.stdout).contains(&format!("Secrets Manager as {secret_name}")),
+        "{}",
+        text(&set)
+    );
+    outputs.push(set);
+    // The secret has the documented shape.
+    let secret = rollcall_aws::pull::get_secret(&stack().aws, "t-api").expect("secret");
+    assert_eq!(
+        (
+            secret.api_url.as_str(),
+            secret.key.as_str(),
+            secret.secret.as_str()
+        ),
+        (api.as_str(), KEY, SECRET)
+    );
+    assert_eq!(secret.auth, rollcall::pull::source::Auth::OAuth1Sha256);
+
+    let check = on_aws(dir, 0, &["source", "check", "--tenant", "t-api"]);
+    assert!(check.ends_with("a pull would work\n"), "{check}");
+
+    // The pull function pulls (retrying the 429), writes the zip under inbound/t-api/api/, and the pipeline
+    // applies it like an upload.
+    let first: Value = serde_json::from_str(&on_aws(
+        dir,
+        0,
+        &["pull", "--tenant", "t-api", "--format", "json"],
+    ))
+    .expect("json");
+    assert_eq!(first["status"], "applied");
+    assert_eq!(first["pull"]["mode"], "bulk");
+    let key = first["pull"]["key"].as_str().expect("key");
+    assert!(
+        key.starts_with("inbound/t-api/api/") && key.ends_with(".zip"),
+        "{key}"
+    );
+    assert!(
+        stack().blobs.get(key).expect("read").is_some(),
+        "the pulled bundle is kept"
+    );
+    assert_eq!(
+        items_per_entity("t-api"),
+        BTreeMap::from([
+            ("academicSessions".to_string(), 3),
+            ("classes".to_string(), 2),
+            ("courses".to_string(), 2),
+            ("demographics".to_string(), 2),
+            ("enrollments".to_string(), 4),
+            ("orgs".to_string(), 3),
+            ("users".to_string(), 5),
+        ])
+    );
+    let tenant = |id: &str| {
+        rollcall::store::TenantStore::get_tenant(&stack().store, id)
+            .expect("read")
+            .expect("tenant")
+    };
+    let cursor = first["pull"]["cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_string();
+    let after_first = tenant("t-api").api.expect("api");
+    assert_eq!(
+        after_first.cursor.as_deref(),
+        Some(cursor.as_str()),
+        "applied: the cursor moved"
+    );
+    assert_eq!(after_first.pending, None);
+
+    // A day of changes, pulled as a delta from the cursor.
+    {
+        let mut p = provider.lock().expect("provider");
+        let users = p.records.get_mut("users").expect("users");
+        users[0]["givenName"] = serde_json::json!("Anna");
+        users[0]["dateLastModified"] = serde_json::json!("2099-01-01T00:00:00.000Z");
+        p.seen.clear();
+    }
+    let second: Value = serde_json::from_str(&on_aws(
+        dir,
+        0,
+        &["pull", "--tenant", "t-api", "--format", "json"],
+    ))
+    .expect("json");
+    assert_eq!(second["status"], "applied");
+    assert_eq!(second["pull"]["mode"], "delta");
+    assert_eq!(second["pull"]["since"], cursor.as_str());
+    let filter = format!("dateLastModified>'{cursor}'");
+    assert!(
+        provider
+            .lock()
+            .expect("provider")
+            .seen
+            .iter()
+            .all(|(_, q)| q.iter().any(|(k, v)| k == "filter" && *v == filter)),
+        "every request of the delta filters on the cursor"
+    );
+    assert_eq!(
+        show_one(dir, "t-api", "users", "tch-1")["fields"]["givenName"],
+        "Anna"
+    );
+    assert_eq!(
+        tenant("t-api").api.expect("api").cursor.as_deref(),
+        second["pull"]["cursor"].as_str()
+    );
+
+    // A provider that refuses the key: the pull fails with what it said, nothing is written, the cursor stays.
+    provider.lock().expect("provider").auth = ProviderAuth::OAuth2;
+    let before = tenant("t-api").api.expect("api").cursor;
+    let refused = rollcall(dir, &["--aws", "pull", "--tenant", "t-api"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("orgs: the server answered HTTP 401: Invalid signature"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(tenant("t-api").api.expect("api").cursor, before);
+    outputs.push(refused);
+    outputs.push(rollcall(dir, &["--aws", "tenant", "list"]));
+    outputs.push(rollcall(dir, &["--aws", "history", "--tenant", "t-api"]));
+    for out in &outputs {
+        assert!(
+            !text(out).contains(SECRET),
+            "the secret shows in: {}",
+            text(out)
+        );
+    }
 }

@@ -564,20 +564,25 @@ pub fn applied(source: &mut ApiSource, pulled_cursor: &str, started: u64, full: 
     source.pending = None;
 }
 
-/// After a batch was applied (by a sync, or by an approval of a held one): if it is the tenant's pending pull,
-/// the tenant's cursor moves to it. Any other batch leaves the cursor alone.
+/// Whether `pending` is the pull `batch` came from: the batch it ran (locally), or the object it wrote (on AWS).
+fn is_pull_of(pending: &source::PendingPull, batch: &crate::model::Batch) -> bool {
+    (!pending.batch.is_empty() && pending.batch == batch.id)
+        || pending.key.as_deref().is_some_and(|k| k == batch.source)
+}
+
+/// After a batch was applied (by a sync, an approval of a held one, or the pipeline's finish): if it is the
+/// tenant's pending pull, the tenant's cursor moves to it. Any other batch leaves the cursor alone.
 pub fn note_applied(
     store: &dyn crate::store::TenantStore,
-    tenant: &str,
-    batch: &str,
+    batch: &crate::model::Batch,
 ) -> crate::store::StoreResult<bool> {
-    let Some(mut t) = store.get_tenant(tenant)? else {
+    let Some(mut t) = store.get_tenant(&batch.tenant)? else {
         return Ok(false);
     };
     let Some(api) = t.api.as_mut() else {
         return Ok(false);
     };
-    let Some(pending) = api.pending.clone().filter(|p| p.batch == batch) else {
+    let Some(pending) = api.pending.clone().filter(|p| is_pull_of(p, batch)) else {
         return Ok(false);
     };
     applied(api, &pending.cursor, pending.started, pending.full);
@@ -589,14 +594,13 @@ pub fn note_applied(
 /// where it was (the next delta asks again from there).
 pub fn note_rejected(
     store: &dyn crate::store::TenantStore,
-    tenant: &str,
-    batch: &str,
+    batch: &crate::model::Batch,
 ) -> crate::store::StoreResult<()> {
-    let Some(mut t) = store.get_tenant(tenant)? else {
+    let Some(mut t) = store.get_tenant(&batch.tenant)? else {
         return Ok(());
     };
     if let Some(api) = t.api.as_mut()
-        && api.pending.as_ref().is_some_and(|p| p.batch == batch)
+        && api.pending.as_ref().is_some_and(|p| is_pull_of(p, batch))
     {
         api.pending = None;
         store.put_tenant(&t)?;

@@ -85,7 +85,12 @@ fn default_full_every() -> u32 {
 /// A pull whose batch waits for approval.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PendingPull {
+    /// The batch, when the pull ran the sync itself (locally); empty when the pipeline takes it from S3.
+    #[serde(default)]
     pub batch: String,
+    /// The object key the pulled bundle was written to (on AWS), which the batch records as its source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
     /// The time taken just before it began (ISO 8601 UTC, and seconds since the epoch).
     pub cursor: String,
     pub started: u64,

@@ -564,7 +564,7 @@ impl Local<'_> {
             other => other?,
         };
         // A held pull moves the tenant's delta cursor only now, when its batch is applied.
-        crate::pull::note_applied(self.store, &tenant.id, &batch.id)?;
+        crate::pull::note_applied(self.store, &batch)?;
         let mut outcome = SyncOutcome::of_batch(&batch, SyncStatus::Applied);
         outcome.samples = plan.samples;
         outcome.writes = applied.writes;
@@ -579,7 +579,7 @@ impl Local<'_> {
         self.recover(&tenant, &lease)?;
         let batch = stages::reject_stage(self.store, batch_id)?;
         self.forget_staged(&batch);
-        crate::pull::note_rejected(self.store, &tenant.id, &batch.id)?;
+        crate::pull::note_rejected(self.store, &batch)?;
         Ok(batch)
     }
 

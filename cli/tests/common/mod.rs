@@ -1,0 +1,4 @@
+//! What several test files share. Each test file uses part of it.
+#![allow(dead_code)]
+
+pub mod provider;

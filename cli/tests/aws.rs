@@ -1450,6 +1450,59 @@ fn an_api_tenant_is_pulled_by_the_pull_function_and_its_cursor_moves_when_the_ba
         second["pull"]["cursor"].as_str()
     );
 
+    // The schedule's invocation (an empty input) pulls every API tenant; its batch goes through like the others.
+    let scheduled = stack()
+        .aws
+        .bridge
+        .run(
+            stack()
+                .aws
+                .lambda
+                .invoke()
+                .function_name(
+                    stack()
+                        .aws
+                        .names
+                        .pull_function
+                        .clone()
+                        .expect("pull function"),
+                )
+                .payload(rollcall_aws::aws_sdk_lambda::primitives::Blob::new("{}"))
+                .send(),
+        )
+        .expect("invoke the pull function");
+    assert_eq!(scheduled.function_error(), None);
+    let answer: Value =
+        serde_json::from_slice(scheduled.payload().expect("payload").as_ref()).expect("json");
+    let ours = answer["pulled"]
+        .as_array()
+        .expect("pulled")
+        .iter()
+        .find(|p| p["tenant"] == "t-api")
+        .cloned()
+        .expect("t-api pulled on the schedule");
+    assert_eq!(ours["mode"], "delta");
+    let scheduled_key = ours["key"].as_str().expect("key").to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let done = batches("t-api")
+            .into_iter()
+            .find(|b| b.source == scheduled_key && b.status.is_final());
+        if let Some(b) = done {
+            assert_eq!(b.status, BatchStatus::Applied);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the scheduled pull's batch did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(
+        tenant("t-api").api.expect("api").cursor.as_deref(),
+        ours["cursor"].as_str()
+    );
+
     // A provider that refuses the key: the pull fails with what it said, nothing is written, the cursor stays.
     provider.lock().expect("provider").auth = ProviderAuth::OAuth2;
     let before = tenant("t-api").api.expect("api").cursor;

@@ -350,6 +350,31 @@ fn a_delta_pull_asks_for_changes_since_the_cursor_and_the_cursor_moves_only_when
     assert_eq!(third.status.code(), Some(0), "{}", text(&third));
     let third: Value = serde_json::from_slice(&third.stdout).expect("json");
     assert_eq!(third["pull"]["since"], moved);
+    let third_cursor = third["pull"]["cursor"]
+        .as_str()
+        .expect("cursor")
+        .to_string();
+
+    // A held delta that ops reject leaves the cursor where it was, and nothing waits any more.
+    {
+        let mut p = provider.lock().expect("provider");
+        let enrollments = p.records.get_mut("enrollments").expect("enrollments");
+        enrollments[2]["status"] = json!("tobedeleted");
+        enrollments[2]["dateLastModified"] = json!("2099-01-02T00:00:00.000Z");
+    }
+    let fourth = rollcall(&db, &["pull", "--tenant", "maple", "--format", "json"]);
+    assert_eq!(fourth.status.code(), Some(3), "{}", text(&fourth));
+    let fourth: Value = serde_json::from_slice(&fourth.stdout).expect("json");
+    let held = fourth["batch"].as_str().expect("batch");
+    assert!(text(&rollcall(&db, &["tenant", "list"])).contains("waits for approval"));
+    let rejected = rollcall(&db, &["reject", held]);
+    assert_eq!(rejected.status.code(), Some(0), "{}", text(&rejected));
+    let listed = text(&rollcall(&db, &["tenant", "list"]));
+    assert!(
+        listed.contains(&format!("delta cursor {third_cursor}")),
+        "{listed}"
+    );
+    assert!(!listed.contains("waits for approval"), "{listed}");
 }
 
 #[test]
@@ -469,6 +494,68 @@ fn oauth2_takes_a_token_once_and_again_after_a_401() {
         provider.lock().expect("provider").token_requests,
         3,
         "a new process takes a token, and takes another after the 401"
+    );
+    // A token URL that refuses HTTP Basic gets the credentials in the form body instead.
+    provider.lock().expect("provider").body_credentials_only = true;
+    let body = rollcall(&db, &["pull", "--tenant", "maple", "--full"]);
+    assert_eq!(body.status.code(), Some(0), "{}", text(&body));
+    assert_eq!(
+        provider.lock().expect("provider").token_requests,
+        5,
+        "Basic refused, then the form body taken"
+    );
+}
+
+#[test]
+fn alternate_envelope_keys_and_an_unsupported_optional_endpoint_are_taken_as_servers_send_them() {
+    let dir = tempfile::tempdir().expect("temp");
+    let mut provider = Provider::new(ProviderAuth::OAuth1);
+    for (endpoint, key) in [
+        ("users", "students"),
+        ("orgs", "schools"),
+        ("academicSessions", "terms"),
+    ] {
+        provider.envelope.insert(endpoint.into(), key.into());
+    }
+    provider.unsupported.push("demographics".into());
+    let provider = Arc::new(Mutex::new(provider));
+    let origin = serve(Arc::clone(&provider));
+    let (db, _) = api_tenant(dir.path(), &origin, &[]);
+    let pulled = rollcall(&db, &["pull", "--tenant", "maple", "--format", "json"]);
+    assert_eq!(pulled.status.code(), Some(0), "{}", text(&pulled));
+    assert!(
+        String::from_utf8_lossy(&pulled.stderr).contains(
+            "warning: demographics: the server does not offer it (HTTP 400); the bundle has no demographics.csv\n"
+        ),
+        "{}",
+        text(&pulled)
+    );
+    let outcome: Value = serde_json::from_slice(&pulled.stdout).expect("json");
+    assert_eq!(outcome["status"], "applied");
+    let roster = roster(&db);
+    assert_eq!(roster["users"].len(), 5);
+    assert_eq!(roster["orgs"].len(), 3);
+    assert_eq!(roster["academicSessions"].len(), 3);
+    assert_eq!(roster["demographics"].len(), 0);
+}
+
+#[test]
+fn fewer_records_than_the_total_count_says_fails_the_pull() {
+    let dir = tempfile::tempdir().expect("temp");
+    let provider = Arc::new(Mutex::new(Provider::new(ProviderAuth::OAuth1)));
+    provider
+        .lock()
+        .expect("provider")
+        .overcount
+        .insert("enrollments".into(), 1);
+    let origin = serve(Arc::clone(&provider));
+    let (db, _) = api_tenant(dir.path(), &origin, &[]);
+    let failed = rollcall(&db, &["pull", "--tenant", "maple"]);
+    assert_eq!(failed.status.code(), Some(2), "{}", text(&failed));
+    assert_eq!(
+        String::from_utf8_lossy(&failed.stderr),
+        "error: the pull of tenant maple failed: enrollments: 4 records read but the server counts 5 \
+         (X-Total-Count); records are missing, pull again\n"
     );
 }
 

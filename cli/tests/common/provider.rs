@@ -143,6 +143,14 @@ pub struct Provider {
     pub token_requests: usize,
     /// Answer a 401 to the next data request once (a revoked token).
     pub revoke_once: bool,
+    /// Endpoint → the envelope key it answers under instead of its own (`students` for users).
+    pub envelope: BTreeMap<String, String>,
+    /// Endpoint → how many more records `X-Total-Count` claims than there are.
+    pub overcount: BTreeMap<String, usize>,
+    /// Endpoints that answer 400 with `imsx_codeMajor` `unsupported`.
+    pub unsupported: Vec<String>,
+    /// The token URL refuses HTTP Basic and takes the credentials in the form body only.
+    pub body_credentials_only: bool,
 }
 
 impl Provider {
@@ -173,6 +181,10 @@ impl Provider {
             seen: Vec::new(),
             token_requests: 0,
             revoke_once: false,
+            envelope: BTreeMap::new(),
+            overcount: BTreeMap::new(),
+            unsupported: Vec::new(),
+            body_credentials_only: false,
         }
     }
 }
@@ -266,7 +278,14 @@ pub fn serve(provider: Shared) -> String {
                     "Basic {}",
                     base64::engine::general_purpose::STANDARD.encode(format!("{KEY}:{SECRET}"))
                 );
-                if basic == expected && body.contains("grant_type=client_credentials") {
+                let in_body = body.contains(&format!("client_id={KEY}"))
+                    && body.contains(&format!("client_secret={SECRET}"));
+                let accepted = if p.body_credentials_only {
+                    in_body && basic.is_empty()
+                } else {
+                    basic == expected
+                };
+                if accepted && body.contains("grant_type=client_credentials") {
                     let n = p.token_requests;
                     respond(
                         rq,
@@ -321,6 +340,11 @@ pub fn serve(provider: Shared) -> String {
                 );
                 continue;
             }
+            if p.unsupported.contains(&endpoint) {
+                let body = json!({"imsx_statusInfo": {"imsx_codeMajor": "unsupported", "imsx_severity": "error", "imsx_description": "not offered"}});
+                respond(rq, 400, &body, &[]);
+                continue;
+            }
             if p.missing.contains(&endpoint) {
                 respond(rq, 404, &status_body("unknown object"), &[]);
                 continue;
@@ -348,9 +372,13 @@ pub fn serve(provider: Shared) -> String {
             let key = if p.no_envelope.contains(&endpoint) {
                 "data".to_string()
             } else {
-                endpoint.clone()
+                p.envelope
+                    .get(&endpoint)
+                    .cloned()
+                    .unwrap_or_else(|| endpoint.clone())
             };
-            let mut headers = vec![("X-Total-Count", total.to_string())];
+            let claimed = total + p.overcount.get(&endpoint).copied().unwrap_or(0);
+            let mut headers = vec![("X-Total-Count", claimed.to_string())];
             if p.linked.contains(&endpoint) && offset + page.len() < total {
                 headers.push((
                     "Link",

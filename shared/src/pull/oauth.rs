@@ -183,6 +183,28 @@ mod tests {
     }
 
     #[test]
+    fn hmac_sha1_signs_the_same_base_string_with_sha1() {
+        // The expected value computed apart, with Python's hmac and hashlib over the same base string.
+        let params = vector_params();
+        let signing = Signing {
+            method: "GET",
+            base_uri: "https://example-vn-v2.oneroster.com/ims/oneroster/v1p1/users",
+            params: &params,
+            consumer_key: "testkey",
+            consumer_secret: "testsecret",
+            nonce: "abc123",
+            timestamp: 1_600_000_000,
+            signature_method: SignatureMethod::HmacSha1,
+        };
+        assert!(
+            signing
+                .base_string()
+                .contains("oauth_signature_method%3DHMAC-SHA1")
+        );
+        assert_eq!(signing.signature(), "xWHo1NFymSo5DTwLLObY7Ixbrkw=");
+    }
+
+    #[test]
     fn the_header_carries_every_protocol_parameter_and_the_encoded_signature() {
         let params = vector_params();
         let signing = Signing {

@@ -210,7 +210,19 @@ pub fn receive(
 /// Keeps the validation report beside the batch: the JSON other tools read and the text people read.
 fn keep_report(blobs: &dyn BlobStore, batch: &Batch, report: &Report) -> Result<(), SyncError> {
     let prefix = report_prefix(&batch.tenant, &batch.id);
-    blobs.put(&format!("{prefix}report.json"), report.to_json().as_bytes())?;
+    // Written out through a temporary file: a report listing a million findings is never one string.
+    let staged = |e: std::io::Error| PlanError::Staged {
+        what: "the validation report".into(),
+        reason: e.to_string(),
+    };
+    let mut file = tempfile::tempfile().map_err(staged)?;
+    {
+        let mut out = std::io::BufWriter::new(&mut file);
+        report.write_json(&mut out).map_err(staged)?;
+        std::io::Write::flush(&mut out).map_err(staged)?;
+    }
+    std::io::Seek::rewind(&mut file).map_err(staged)?;
+    blobs.put_from(&format!("{prefix}report.json"), &mut file)?;
     blobs.put(
         &format!("{prefix}report.txt"),
         report.render_text(Style::Plain, 10).as_bytes(),

@@ -223,7 +223,7 @@ fn sync(stack: &Stack, args: &SyncArgs) -> anyhow::Result<ExitCode> {
         }
     }
     print_outcome(&outcome, args.format);
-    Ok(exit_for(outcome.status))
+    Ok(roster::exit_for(outcome.status))
 }
 
 /// Uploads a bundle and waits for what the pipeline makes of it.
@@ -302,14 +302,6 @@ pub fn sync_outcome(
             tenant.id
         );
         std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-fn exit_for(status: SyncStatus) -> ExitCode {
-    match status {
-        SyncStatus::Applied | SyncStatus::Planned | SyncStatus::AlreadyApplied => ExitCode::SUCCESS,
-        SyncStatus::Rejected => ExitCode::from(1),
-        SyncStatus::Held => ExitCode::from(3),
     }
 }
 
@@ -551,7 +543,7 @@ fn pull(stack: &Stack, args: &crate::pull::PullArgs) -> anyhow::Result<ExitCode>
         {
             let outcome = outcome_of(stack, batch)?;
             crate::pull::print_pulled(&outcome, payload, args.format);
-            return Ok(crate::pull::exit_for(outcome.status));
+            return Ok(roster::exit_for(outcome.status));
         }
         anyhow::ensure!(
             Instant::now() < deadline,

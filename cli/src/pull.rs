@@ -4,7 +4,7 @@
 //! the outcome printed, and the tenant's delta cursor moved when the batch is applied.
 
 use crate::ReportFormat;
-use crate::roster::{DbArgs, local, print_outcome, waiting};
+use crate::roster::{DbArgs, exit_for, local, print_outcome, waiting};
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use rollcall::NoProgress;
@@ -389,14 +389,5 @@ pub(crate) fn print_pulled(
                 serde_json::to_string_pretty(&value).unwrap_or_default()
             );
         }
-    }
-}
-
-/// As for `sync`: 0 applied (or nothing to do), 1 rejected, 3 held.
-pub(crate) fn exit_for(status: SyncStatus) -> ExitCode {
-    match status {
-        SyncStatus::Applied | SyncStatus::Planned | SyncStatus::AlreadyApplied => ExitCode::SUCCESS,
-        SyncStatus::Rejected => ExitCode::from(1),
-        SyncStatus::Held => ExitCode::from(3),
     }
 }

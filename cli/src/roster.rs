@@ -480,7 +480,7 @@ pub fn run_sync(db: &DbArgs, args: &SyncArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// 0 applied, planned or already applied; 1 rejected (invalid bundle); 3 held for approval.
-fn exit_for(status: SyncStatus) -> ExitCode {
+pub(crate) fn exit_for(status: SyncStatus) -> ExitCode {
     match status {
         SyncStatus::Applied | SyncStatus::Planned | SyncStatus::AlreadyApplied => ExitCode::SUCCESS,
         SyncStatus::Rejected => ExitCode::from(1),

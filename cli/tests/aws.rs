@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::provider::{KEY, Provider, ProviderAuth, SECRET, serve};
+use common::provider::{KEY, Provider, ProviderAuth, SECRET, serve, with_secret_on_stdin};
 use rollcall::blob::BlobStore;
 use rollcall::model::{Batch, BatchStatus, Entity};
 use rollcall::store::{BatchStore, LeaseStore};
@@ -1317,32 +1317,22 @@ fn an_api_tenant_is_pulled_by_the_pull_function_and_its_cursor_moves_when_the_ba
     let api = format!("{origin}/ims/oneroster/v1p1");
     tenant_add(dir, "t-api", &["--source", "api"]);
     let mut outputs = Vec::new();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .args([
-            "--aws",
-            "source",
-            "set",
-            "--tenant",
-            "t-api",
-            "--api-url",
-            &api,
-            "--key",
-            KEY,
-            "--secret-stdin",
-        ])
-        .current_dir(dir)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{SECRET}\n").as_bytes())
-        .expect("secret");
-    let set = child.wait_with_output().expect("source set");
+    let set = with_secret_on_stdin(
+        Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .args([
+                "--aws",
+                "source",
+                "set",
+                "--tenant",
+                "t-api",
+                "--api-url",
+                &api,
+                "--key",
+                KEY,
+                "--secret-stdin",
+            ])
+            .current_dir(dir),
+    );
     assert_eq!(set.status.code(), Some(0), "{}", text(&set));
     let secret_name = rollcall_aws::pull::secret_id(&stack().aws.names.table, "t-api");
     assert!(

@@ -5,12 +5,14 @@
 
 mod common;
 
-use common::provider::{ENTITIES, KEY, Provider, ProviderAuth, SECRET, base, serve};
+use common::provider::{
+    ENTITIES, KEY, Provider, ProviderAuth, SECRET, base, serve, with_secret_on_stdin,
+};
 use rollcall::spec::FileKind;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 /// The seven files a pull reads, from the fixture, with a manifest that declares only them.
@@ -69,23 +71,12 @@ fn set_source(db: &Path, origin: &str, extra: &[&str]) -> Output {
         "--secret-stdin",
     ];
     args.extend_from_slice(extra);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_rollcall"))
-        .args(&args)
-        .env("ROLLCALL_DB", db)
-        .env_remove("ROLLCALL_API_SECRET")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(format!("{SECRET}\n").as_bytes())
-        .expect("write secret");
-    child.wait_with_output().expect("wait")
+    with_secret_on_stdin(
+        Command::new(env!("CARGO_BIN_EXE_rollcall"))
+            .args(&args)
+            .env("ROLLCALL_DB", db)
+            .env_remove("ROLLCALL_API_SECRET"),
+    )
 }
 
 /// A tenant `maple` whose roster is pulled from the provider.

@@ -8,6 +8,7 @@ use rollcall::spec::{ColumnType, FileKind};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 pub const KEY: &str = "maple-key";
@@ -392,4 +393,22 @@ pub fn serve(provider: Shared) -> String {
         }
     });
     origin
+}
+
+/// Runs `command` (a `source set ... --secret-stdin`) with the test secret on its standard input.
+pub fn with_secret_on_stdin(command: &mut Command) -> Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{SECRET}\n").as_bytes())
+        .expect("write the secret");
+    child.wait_with_output().expect("wait")
 }

@@ -18,7 +18,7 @@ use http::{Answer, Client, HttpError};
 use serde::Serialize;
 use serde_json::Value;
 use source::ApiSource;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -332,8 +332,8 @@ fn read_endpoint(
     let mut limit = how.page_size.max(1);
     let mut offset: u64 = 0;
     let mut next: Option<url::Url> = None;
-    let mut seen: HashSet<u128> = HashSet::new();
-    let mut first_page: std::collections::HashMap<u128, u64> = std::collections::HashMap::new();
+    // Each id read (by hash) and the page it came on, to find one a shifting server sends twice.
+    let mut seen: HashMap<u128, u64> = HashMap::new();
     let mut read: u64 = 0;
     let mut total: Option<u64> = None;
     loop {
@@ -400,18 +400,15 @@ fn read_endpoint(
                     page: summary.pages,
                 })?;
             let key = xxhash_rust::xxh3::xxh3_128(id.as_bytes());
-            if !seen.insert(key) {
+            if let Some(&first) = seen.get(&key) {
                 return Err(PullError::Duplicate {
                     endpoint: name,
                     id: id.to_string(),
-                    first: first_page.get(&key).copied().unwrap_or(0),
+                    first,
                     again: summary.pages,
                 });
             }
-            // Only the page of the first few thousand ids is kept, to say where a repeat came from.
-            if first_page.len() < 100_000 {
-                first_page.insert(key, summary.pages);
-            }
+            seen.insert(key, summary.pages);
             read += 1;
             if let Some(row) = convert::row(endpoint.kind, object, mode) {
                 spill.push(&row)?;

@@ -25,7 +25,9 @@ Tests reach the harness itself at ROLLCALL_HARNESS_URL:
   POST /faults                    {"contains": "R#t#", "after": N, "fail": K}: after N successful PutItem calls
                                   on items whose pk contains the string, fail the next K (an error the SDK does
                                   not retry, as a function dying midway would look to the chunk); arming the
-                                  same pattern again replaces its fault
+                                  same pattern again replaces its fault; with "operation": "start_execution",
+                                  the next K StartExecution calls whose input contains the string fail instead
+                                  (as a validate invocation dying between recording a batch and starting it)
   GET  /faults                    the faults armed, with how often each was hit
   GET  /writes?contains=S         successful PutItem and DeleteItem calls on items whose pk contains S
 """
@@ -350,7 +352,7 @@ class Control:
                 pk = key_of(self.body, field)
                 with control.lock:
                     for fault in control.faults:
-                        if fault["contains"] in pk and operation == "put_item":
+                        if fault["contains"] in pk and fault["operation"] == operation == "put_item":
                             if fault["seen"] >= fault["after"] and fault["failed"] < fault["fail"]:
                                 fault["failed"] += 1
                                 raise JsonRESTError("InjectedFault", f"the harness failed this write on purpose ({pk})")
@@ -358,7 +360,7 @@ class Control:
                 with control.lock:
                     control.writes.append((operation, pk))
                     for fault in control.faults:
-                        if fault["contains"] in pk and operation == "put_item":
+                        if fault["contains"] in pk and fault["operation"] == operation == "put_item":
                             fault["seen"] += 1
                 return result
 
@@ -390,6 +392,27 @@ class Control:
             return result
 
         DynamoHandler.call_action = one_at_a_time
+
+    def patch_stepfunctions(self):
+        """Fails armed StartExecution calls (by a string their input contains), inside moto's handler."""
+        from moto.core.exceptions import JsonRESTError
+        from moto.stepfunctions.responses import StepFunctionResponse
+
+        control = self
+        original = StepFunctionResponse.start_execution
+
+        def start_execution(self):
+            given = self._get_param("input", if_none="{}")
+            with control.lock:
+                for fault in control.faults:
+                    if fault["operation"] == "start_execution" and fault["contains"] in given:
+                        if fault["seen"] >= fault["after"] and fault["failed"] < fault["fail"]:
+                            fault["failed"] += 1
+                            raise JsonRESTError("InjectedFault", "the harness failed this start on purpose")
+                        fault["seen"] += 1
+            return original(self)
+
+        StepFunctionResponse.start_execution = start_execution
 
     def serve(self, stack):
         control = self
@@ -434,9 +457,12 @@ class Control:
                     fault = json.loads(body or b"{}")
                     with control.lock:
                         # One fault per pattern: arming it again replaces it ("fail": 0 disarms it).
-                        control.faults[:] = [f for f in control.faults if f["contains"] != fault.get("contains")]
+                        operation = fault.get("operation", "put_item")
+                        control.faults[:] = [f for f in control.faults
+                                             if (f["contains"], f["operation"]) != (fault.get("contains"), operation)]
                         if fault.get("contains"):
-                            control.faults.append({"contains": fault["contains"], "after": int(fault.get("after", 0)),
+                            control.faults.append({"contains": fault["contains"], "operation": operation,
+                                                   "after": int(fault.get("after", 0)),
                                                    "fail": int(fault.get("fail", 1)), "seen": 0, "failed": 0})
                     return self.reply(200, {"ok": True})
                 if path == "/redeliver":
@@ -647,6 +673,7 @@ class Stack:
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.moto.start()
         self.control.patch_dynamodb()
+        self.control.patch_stepfunctions()
         speed_up_queries()
         if self.retry_clock != 1:
             speed_up_retries(self.retry_clock)

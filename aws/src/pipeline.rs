@@ -18,6 +18,7 @@ use rollcall::plan::chunk::ChunkInfo;
 use rollcall::read::bundle::Bundle;
 use rollcall::spec::FileKind;
 use rollcall::store::{BatchStore, ChunkResult, LeaseStore, TenantStore};
+use rollcall::sync::SyncStatus;
 use rollcall::sync::lease::{self, Holder};
 use rollcall::sync::stages::{self, Arrival, Received};
 use rollcall::{NoProgress, Progress};
@@ -27,6 +28,11 @@ use std::time::Duration;
 
 /// How long a lease held by an execution stays valid without renewal (each state renews it).
 const LEASE_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// How long a batch the validate function recorded may wait for its execution to start. The function starts
+/// it right after recording the batch; one that died in between is invoked again by Lambda's retries (which
+/// start it, see `receive`), so only a batch without an execution for longer than this is taken as abandoned.
+const START_GRACE: Duration = Duration::from_secs(30 * 60);
 
 /// Most changes in a plan chunk on AWS: one apply invocation writes one chunk well within a Lambda's time.
 const CHUNK_SIZE: usize = 2_000;
@@ -100,6 +106,14 @@ pub fn folder_of(key: &str) -> String {
         Some((folder, _)) => format!("{folder}/"),
         None => String::new(),
     }
+}
+
+/// Whether a batch is still on its way to an end (validated, planned or applying; a held one waits for ops).
+fn unfinished(batch: &Batch) -> bool {
+    matches!(
+        batch.status,
+        BatchStatus::Validated | BatchStatus::Planned | BatchStatus::Applying
+    )
 }
 
 fn is_zip(key: &str) -> bool {
@@ -324,7 +338,21 @@ impl<'a> Pipeline<'a> {
             &NoProgress,
         )?;
         match received {
-            Received::Duplicate(done) => Ok(Upload::Duplicate { batch: done.batch }),
+            Received::Duplicate(done) => {
+                // Another delivery of an upload under way: its execution may never have started (the
+                // invocation that recorded the batch died before starting it). Starting it again is safe,
+                // as the execution is named after the batch.
+                if done.status == SyncStatus::Planned
+                    && let Started::New(execution) = self.start(&tenant.id, &done.batch)?
+                {
+                    tracing::info!(tenant = %tenant.id, batch = %done.batch, execution, "the batch's pipeline had not started; started now");
+                    return Ok(Upload::Started {
+                        batch: done.batch,
+                        execution,
+                    });
+                }
+                Ok(Upload::Duplicate { batch: done.batch })
+            }
             Received::Rejected(done) => {
                 if let Some(batch) = self.store.get_batch(&done.batch)? {
                     self.publish(&batch);
@@ -338,19 +366,7 @@ impl<'a> Pipeline<'a> {
                 })
             }
             Received::Accepted { batch, .. } => {
-                let machine = self.aws.names.state_machine()?;
-                let input = serde_json::to_value(Job {
-                    tenant: tenant.id.clone(),
-                    batch: batch.id.clone(),
-                    execution: String::new(),
-                })
-                .map_err(|e| StepError::Failed(e.to_string()))?;
-                let started = self.aws.bridge.run(self.executions().start(
-                    machine,
-                    &execution_name(&batch.id),
-                    &input,
-                ))?;
-                let execution = match started {
+                let execution = match self.start(&tenant.id, &batch.id)? {
                     Started::New(arn) | Started::Already(arn) => arn,
                 };
                 tracing::info!(tenant = %tenant.id, batch = %batch.id, execution, "batch validated, pipeline started");
@@ -362,9 +378,42 @@ impl<'a> Pipeline<'a> {
         }
     }
 
-    /// Takes the tenant's lease for the execution (failing with `LeaseHeld` while another one holds it), and
-    /// fails what a dead execution left half done.
+    /// Starts the execution of a batch (named after it: a second start finds the first).
+    fn start(&self, tenant: &str, batch: &str) -> Result<Started, StepError> {
+        let machine = self.aws.names.state_machine()?;
+        let input = serde_json::to_value(Job {
+            tenant: tenant.to_string(),
+            batch: batch.to_string(),
+            execution: String::new(),
+        })
+        .map_err(|e| StepError::Failed(e.to_string()))?;
+        Ok(self.aws.bridge.run(
+            self.executions()
+                .start(machine, &execution_name(batch), &input),
+        )?)
+    }
+
+    /// Takes the tenant's lease for the execution (failing with `LeaseHeld` while another one holds it, or
+    /// while a batch that arrived earlier has yet to finish), and fails what a dead execution left half done.
     pub fn lease(&self, job: &Job) -> Result<(), StepError> {
+        // Batches go in the order they arrived: an upload's execution that gets here first still waits for an
+        // earlier one's (a newer roster must not be overwritten by an older one that merely started late).
+        let batches = self.store.list_batches(&job.tenant)?;
+        let earlier = batches
+            .iter()
+            .take_while(|b| b.id != job.batch)
+            .filter(|b| unfinished(b));
+        for batch in earlier {
+            if !self.abandoned(batch)? {
+                return Err(StepError::LeaseHeld(format!(
+                    "tenant {} has an earlier batch to finish first: batch {} arrived before batch {} and is {}",
+                    job.tenant,
+                    batch.id,
+                    job.batch,
+                    batch.status.as_str()
+                )));
+            }
+        }
         let holder = Holder {
             id: job.execution.clone(),
         };
@@ -396,12 +445,7 @@ impl<'a> Pipeline<'a> {
         // The lease outlives this invocation: the execution releases it when it finishes or fails.
         guard.keep();
         for batch in self.store.list_batches(&job.tenant)? {
-            let dead = batch.id != job.batch
-                && matches!(
-                    batch.status,
-                    BatchStatus::Applying | BatchStatus::Validated | BatchStatus::Planned
-                );
-            if dead && !self.running(&batch)? {
+            if batch.id != job.batch && unfinished(&batch) && self.abandoned(&batch)? {
                 self.undo_and_fail(
                     &batch.id,
                     "its execution stopped before it finished; what it had applied was undone",
@@ -411,14 +455,17 @@ impl<'a> Pipeline<'a> {
         Ok(())
     }
 
-    /// Whether a batch's execution still runs.
-    fn running(&self, batch: &Batch) -> Result<bool, StepError> {
+    /// Whether an unfinished batch has no execution working on it any more: its execution ended, or it never
+    /// got one within `START_GRACE` of being recorded (a batch recorded a moment ago is still being started).
+    fn abandoned(&self, batch: &Batch) -> Result<bool, StepError> {
         let Some(machine) = self.aws.names.state_machine.as_deref() else {
-            return Ok(false);
+            return Ok(true);
         };
         let arn = crate::sfn::execution_arn(machine, &execution_name(&batch.id));
-        let state = self.aws.bridge.run(self.executions().state(&arn))?;
-        Ok(state.is_some_and(|s| s.running()))
+        Ok(match self.aws.bridge.run(self.executions().state(&arn))? {
+            Some(state) => !state.running(),
+            None => batch.updated_at + START_GRACE.as_secs() <= rollcall::model::now(),
+        })
     }
 
     /// Renews the execution's lease (every state does, so a live execution is never taken for dead).

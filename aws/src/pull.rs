@@ -4,13 +4,14 @@
 //! "token_url": ..., "scope": ...}` (the last two optional). The pull reads it, pulls with the library's
 //! client into the function's temporary storage, zips the bundle and writes it to
 //! `inbound/{tenant}/api/{cursor}.zip`, where the upload path takes it like any other bundle (validate, plan,
-//! guard, apply). The tenant's cursor moves when that batch is applied (the finish step).
+//! guard, apply). The tenant's cursor moves when that batch is applied (the finish step). The same function
+//! answers `source check` for a tenant (`{"tenant": ..., "check": true}`), from where the pulls run.
 
 use crate::bridge::AwsError;
 use crate::context::Aws;
 use crate::payload::StepError;
 use crate::pipeline::Pipeline;
-use rollcall::model::SourceKind;
+use rollcall::model::{SourceKind, Tenant};
 use rollcall::pull::http::{Client, ClientOptions};
 use rollcall::pull::source::{ApiSource, Auth, Credentials, PendingPull};
 use rollcall::pull::{self, PullOptions};
@@ -162,33 +163,28 @@ fn zip_folder(dir: &Path, out: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// What a pull or a check of one tenant works with.
+struct Reach {
+    tenant: Tenant,
+    /// The tenant's stored settings (cursor, cadence).
+    settings: ApiSource,
+    /// The settings with the secret's address and signing method.
+    source: ApiSource,
+    client: Client,
+}
+
 impl Pipeline<'_> {
     /// Pulls one API tenant and writes the bundle where the upload path takes it. The answer says what was
     /// pulled and where it went; a pull that fails is `Refused` (the provider said no, or the secret is wrong)
     /// or `Transient` (no answer).
     pub fn pull(&self, tenant_id: &str, full: bool) -> Result<serde_json::Value, StepError> {
         let refused = |e: &dyn fmt::Display| StepError::Refused(format!("tenant {tenant_id}: {e}"));
-        let mut tenant = self
-            .store
-            .get_tenant(tenant_id)?
-            .ok_or_else(|| StepError::Refused(format!("there is no tenant {tenant_id:?}")))?;
-        if tenant.source != SourceKind::Api {
-            return Err(StepError::Refused(format!(
-                "tenant {tenant_id} takes SFTP uploads, not API pulls"
-            )));
-        }
-        let secret = get_secret(self.aws, tenant_id).map_err(|e| refused(&e))?;
-        let settings = tenant
-            .api
-            .clone()
-            .unwrap_or_else(|| ApiSource::new(&secret.api_url, secret.auth));
-        let source = source_of(&settings, &secret);
-        let credentials = Credentials {
-            key: secret.key.clone(),
-            secret: secret.secret.clone(),
-        };
-        let client =
-            Client::new(&source, credentials, ClientOptions::default()).map_err(|e| refused(&e))?;
+        let Reach {
+            mut tenant,
+            settings,
+            source,
+            client,
+        } = self.reach(tenant_id)?;
         let work = tempfile::tempdir().map_err(|e| StepError::Failed(e.to_string()))?;
         let dir = work.path().join("bundle");
         let options = PullOptions {
@@ -239,6 +235,47 @@ impl Pipeline<'_> {
             "endpoints": pulled.endpoints,
             "warnings": pulled.warnings,
         }))
+    }
+
+    /// `source check` from where pulls run: each endpoint asked for one record with the tenant's secret (a
+    /// district that lets only the vendor's addresses in answers here, not on an operator's laptop).
+    pub fn check_source(&self, tenant_id: &str) -> Result<pull::Check, StepError> {
+        let Reach { source, client, .. } = self.reach(tenant_id)?;
+        let check = pull::check(&source, &client);
+        tracing::info!(tenant = %tenant_id, works = check.works, "source checked");
+        Ok(check)
+    }
+
+    /// An API tenant, its settings, and a client signed in with its secret.
+    fn reach(&self, tenant_id: &str) -> Result<Reach, StepError> {
+        let refused = |e: &dyn fmt::Display| StepError::Refused(format!("tenant {tenant_id}: {e}"));
+        let tenant = self
+            .store
+            .get_tenant(tenant_id)?
+            .ok_or_else(|| StepError::Refused(format!("there is no tenant {tenant_id:?}")))?;
+        if tenant.source != SourceKind::Api {
+            return Err(StepError::Refused(format!(
+                "tenant {tenant_id} takes SFTP uploads, not API pulls"
+            )));
+        }
+        let secret = get_secret(self.aws, tenant_id).map_err(|e| refused(&e))?;
+        let settings = tenant
+            .api
+            .clone()
+            .unwrap_or_else(|| ApiSource::new(&secret.api_url, secret.auth));
+        let source = source_of(&settings, &secret);
+        let credentials = Credentials {
+            key: secret.key.clone(),
+            secret: secret.secret.clone(),
+        };
+        let client =
+            Client::new(&source, credentials, ClientOptions::default()).map_err(|e| refused(&e))?;
+        Ok(Reach {
+            tenant,
+            settings,
+            source,
+            client,
+        })
     }
 
     /// The tenants whose roster comes from pulls (what a scheduled run pulls).

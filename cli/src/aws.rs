@@ -465,37 +465,33 @@ fn source_set(stack: &Stack, args: &crate::pull::SetArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
-/// `source check` on the stack: each endpoint tried from here with the tenant's secret.
+/// `source check` on the stack: the pull function asks each endpoint for one record with the tenant's secret,
+/// from where the pulls run.
 fn source_check(stack: &Stack, args: &crate::pull::CheckArgs) -> anyhow::Result<ExitCode> {
-    let tenant = stack
-        .store
-        .get_tenant(&args.tenant)?
-        .ok_or_else(|| SyncError::UnknownTenant(args.tenant.clone()))?;
-    let secret = rollcall_aws::pull::get_secret(&stack.aws, &tenant.id)?;
-    let settings = tenant
-        .api
-        .clone()
-        .unwrap_or_else(|| rollcall::pull::source::ApiSource::new(&secret.api_url, secret.auth));
-    let source = rollcall_aws::pull::source_of(&settings, &secret);
-    let credentials = rollcall::pull::source::Credentials {
-        key: secret.key.clone(),
-        secret: secret.secret.clone(),
+    let input = serde_json::json!({"tenant": args.tenant, "check": true});
+    let payload = match invoke_pull(stack, &input)? {
+        Ok(payload) => payload,
+        Err(message) => {
+            eprintln!(
+                "error: the source check of tenant {} failed: {message}",
+                args.tenant
+            );
+            return Ok(ExitCode::from(2));
+        }
     };
-    let client = rollcall::pull::http::Client::new(
-        &source,
-        credentials,
-        rollcall::pull::http::ClientOptions::default(),
-    )?;
-    Ok(crate::pull::print_check(&source, &client))
+    let check: rollcall::pull::Check =
+        serde_json::from_value(payload).context("reading the pull function's check")?;
+    Ok(crate::pull::print_check(&check))
 }
 
-/// `pull` on the stack: invokes the pull function for the tenant, then follows the pulled bundle's batch
-/// through the pipeline, as `sync` follows an upload.
-fn pull(stack: &Stack, args: &crate::pull::PullArgs) -> anyhow::Result<ExitCode> {
+/// Invokes the stack's pull function; its answer, or the message of its error.
+fn invoke_pull(
+    stack: &Stack,
+    input: &serde_json::Value,
+) -> anyhow::Result<Result<serde_json::Value, String>> {
     let function = stack.aws.names.pull_function.clone().context(
         "the stack's pull function is not known: set ROLLCALL_PULL_FUNCTION or give --stack",
     )?;
-    let input = serde_json::json!({"tenant": args.tenant, "full": args.full});
     let out = stack
         .aws
         .bridge
@@ -518,13 +514,27 @@ fn pull(stack: &Stack, args: &crate::pull::PullArgs) -> anyhow::Result<ExitCode>
     if out.function_error().is_some() {
         let message = payload["errorMessage"]
             .as_str()
-            .unwrap_or("the pull failed");
-        eprintln!(
-            "error: the pull of tenant {} failed: {message}",
-            args.tenant
-        );
-        return Ok(ExitCode::from(2));
+            .unwrap_or("the function failed")
+            .to_string();
+        return Ok(Err(message));
     }
+    Ok(Ok(payload))
+}
+
+/// `pull` on the stack: invokes the pull function for the tenant, then follows the pulled bundle's batch
+/// through the pipeline, as `sync` follows an upload.
+fn pull(stack: &Stack, args: &crate::pull::PullArgs) -> anyhow::Result<ExitCode> {
+    let input = serde_json::json!({"tenant": args.tenant, "full": args.full});
+    let payload = match invoke_pull(stack, &input)? {
+        Ok(payload) => payload,
+        Err(message) => {
+            eprintln!(
+                "error: the pull of tenant {} failed: {message}",
+                args.tenant
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
     for warning in payload["warnings"].as_array().into_iter().flatten() {
         eprintln!("warning: {}", warning.as_str().unwrap_or_default());
     }

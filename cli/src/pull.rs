@@ -14,7 +14,7 @@ use rollcall::pull::source::{
     ApiSource, Auth, Credentials, CredentialsFile, DEFAULT_FULL_EVERY_DAYS, DEFAULT_PAGE_SIZE,
     PendingPull, SECRET_VAR,
 };
-use rollcall::pull::{self, ENDPOINTS, PullOptions};
+use rollcall::pull::{self, PullOptions};
 use rollcall::store::TenantStore;
 use rollcall::sync::{SyncOptions, SyncStatus};
 use std::io::Read as _;
@@ -253,21 +253,16 @@ fn client_for(
 fn check(db: &DbArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let store = db.open_read()?;
     let (_, source, client) = client_for(db, &args.tenant, &store)?;
-    Ok(print_check(&source, &client))
+    Ok(print_check(&pull::check(&source, &client)))
 }
 
 /// Tries each endpoint once and prints a verdict per endpoint: exit 0 when a pull would work.
-pub(crate) fn print_check(source: &ApiSource, client: &Client) -> ExitCode {
-    outln!("{} ({})", source.api_url, source.auth.name());
-    let mut works = true;
-    for endpoint in &ENDPOINTS {
-        let verdict = pull::probe(client, endpoint);
-        if !verdict.ok && endpoint.required {
-            works = false;
-        }
-        outln!("  {:<17} {}", endpoint.path, verdict.words);
+pub(crate) fn print_check(check: &pull::Check) -> ExitCode {
+    outln!("{} ({})", check.api_url, check.auth);
+    for endpoint in &check.endpoints {
+        outln!("  {:<17} {}", endpoint.endpoint, endpoint.words);
     }
-    if works {
+    if check.works {
         outln!("a pull would work");
         ExitCode::SUCCESS
     } else {

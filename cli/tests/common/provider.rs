@@ -100,7 +100,12 @@ pub fn rest_object(kind: FileKind, header: &[String], row: &[String]) -> Value {
 
 /// The fixture's records of one file as REST objects.
 pub fn rest_records(kind: FileKind) -> Vec<Value> {
-    let mut reader = csv::Reader::from_path(base().join(kind.file_name())).expect("fixture");
+    rest_records_in(&base(), kind)
+}
+
+/// The records of one file of a bundle folder as REST objects.
+pub fn rest_records_in(dir: &Path, kind: FileKind) -> Vec<Value> {
+    let mut reader = csv::Reader::from_path(dir.join(kind.file_name())).expect("bundle file");
     let header: Vec<String> = reader
         .headers()
         .expect("header")
@@ -155,11 +160,10 @@ pub struct Provider {
 }
 
 impl Provider {
+    /// The fixture district, with a few of the shapes real providers send.
     pub fn new(auth: ProviderAuth) -> Provider {
-        let mut records = BTreeMap::new();
-        for (path, kind) in ENTITIES {
-            records.insert(path.to_string(), rest_records(kind));
-        }
+        let mut provider = Provider::serving(auth, &base());
+        let records = &mut provider.records;
         // One org carries metadata; one user's org comes as a relative href only (no sourcedId).
         if let Some(Value::Object(org)) = records.get_mut("orgs").and_then(|r| r.get_mut(1)) {
             org.insert("metadata".into(), json!({"ncesId": "060000200001"}));
@@ -169,6 +173,17 @@ impl Provider {
                 "orgs".into(),
                 json!([{"href": "~/ims/oneroster/v1p1/orgs/sch-1", "type": "org"}]),
             );
+        }
+        provider
+    }
+
+    /// The seven files of a bundle folder, as they are; at most two records a page until `cap` is set.
+    pub fn serving(auth: ProviderAuth, dir: &Path) -> Provider {
+        let mut records = BTreeMap::new();
+        for (path, kind) in ENTITIES {
+            if dir.join(kind.file_name()).exists() {
+                records.insert(path.to_string(), rest_records_in(dir, kind));
+            }
         }
         Provider {
             auth,
@@ -353,23 +368,39 @@ pub fn serve(provider: Shared) -> String {
             let get = |k: &str| query.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
             let limit: usize = get("limit").and_then(|l| l.parse().ok()).unwrap_or(100);
             let offset: usize = get("offset").and_then(|o| o.parse().ok()).unwrap_or(0);
-            let mut all = p.records.get(&endpoint).cloned().unwrap_or_default();
-            all.sort_by(|a, b| a["sourcedId"].as_str().cmp(&b["sourcedId"].as_str()));
-            if let Some(since) = get("filter").and_then(|f| {
+            let since = get("filter").and_then(|f| {
                 f.strip_prefix("dateLastModified>'")
                     .and_then(|r| r.strip_suffix('\''))
                     .map(str::to_string)
-            }) {
-                all.retain(|r| r["dateLastModified"].as_str().unwrap_or("") > since.as_str());
+            });
+            // References, not copies: a page of a large district copies only its own records.
+            let mut all: Vec<&Value> = p
+                .records
+                .get(&endpoint)
+                .map_or(&[][..], Vec::as_slice)
+                .iter()
+                .filter(|r| {
+                    since
+                        .as_deref()
+                        .is_none_or(|since| r["dateLastModified"].as_str().unwrap_or("") > since)
+                })
+                .collect();
+            if !all.is_sorted_by_key(|r| r["sourcedId"].as_str()) {
+                all.sort_by(|a, b| a["sourcedId"].as_str().cmp(&b["sourcedId"].as_str()));
             }
             if p.shifting.contains(&endpoint) && offset > 0 {
                 // A record added at the front after the first page: everything moves down one place.
-                let first = all[0].clone();
+                let first = all[0];
                 all.insert(0, first);
             }
             let total = all.len();
             let take = limit.min(p.cap);
-            let page: Vec<Value> = all.iter().skip(offset).take(take).cloned().collect();
+            let page: Vec<Value> = all
+                .iter()
+                .skip(offset)
+                .take(take)
+                .map(|r| (*r).clone())
+                .collect();
             let key = if p.no_envelope.contains(&endpoint) {
                 "data".to_string()
             } else {

@@ -1,7 +1,9 @@
-//! The pull handler: one tenant, or (on the schedule) every API tenant in turn; what each pull gave, out.
+//! The pull handler: one tenant, or (on the schedule) every API tenant in turn; what each pull gave, out. With
+//! `check`, it only asks the tenant's endpoints for one record each (`rollcall --aws source check`).
 
 use lambda_runtime::LambdaEvent;
 use rollcall_aws::Aws;
+use rollcall_aws::payload::StepError;
 use rollcall_lambda::Failure;
 use serde::Deserialize;
 
@@ -13,10 +15,30 @@ pub struct Input {
     /// A full (bulk) pull even when a delta would do.
     #[serde(default)]
     pub full: bool,
+    /// Check the tenant's source instead of pulling.
+    #[serde(default)]
+    pub check: bool,
 }
 
 pub async fn handle(aws: &Aws, event: LambdaEvent<Input>) -> Result<serde_json::Value, Failure> {
-    let Input { tenant, full } = event.payload;
+    let Input {
+        tenant,
+        full,
+        check,
+    } = event.payload;
+    if check {
+        let Some(tenant) = tenant else {
+            return Err(Failure(StepError::Refused(
+                "a source check names its tenant".into(),
+            )));
+        };
+        let id = tenant.clone();
+        let check = rollcall_lambda::run(aws, &tenant, "", "check", move |pipeline| {
+            pipeline.check_source(&id)
+        })
+        .await?;
+        return serde_json::to_value(check).map_err(|e| Failure(StepError::Failed(e.to_string())));
+    }
     if let Some(tenant) = tenant {
         let id = tenant.clone();
         return rollcall_lambda::run(aws, &tenant, "", "pull", move |pipeline| {
@@ -58,5 +80,10 @@ mod tests {
                 .expect("input");
         assert_eq!(one.tenant.as_deref(), Some("maple"));
         assert!(one.full);
+        assert!(!one.check);
+        let check: Input =
+            serde_json::from_value(serde_json::json!({"tenant": "maple", "check": true}))
+                .expect("input");
+        assert!(check.check);
     }
 }

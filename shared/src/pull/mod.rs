@@ -605,6 +605,47 @@ pub fn note_rejected(
     Ok(())
 }
 
+/// What `source check` found: each endpoint's verdict, and whether a pull would work.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Check {
+    pub api_url: String,
+    pub auth: String,
+    pub endpoints: Vec<EndpointCheck>,
+    /// Every required endpoint answered as a pull needs.
+    pub works: bool,
+}
+
+/// One endpoint's verdict in a [`Check`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EndpointCheck {
+    pub endpoint: String,
+    pub ok: bool,
+    pub words: String,
+}
+
+/// Asks each endpoint for one record (see [`probe`]).
+pub fn check(source: &ApiSource, client: &Client) -> Check {
+    let mut works = true;
+    let endpoints = ENDPOINTS
+        .iter()
+        .map(|endpoint| {
+            let verdict = probe(client, endpoint);
+            works &= verdict.ok || !endpoint.required;
+            EndpointCheck {
+                endpoint: endpoint.path.to_string(),
+                ok: verdict.ok,
+                words: verdict.words,
+            }
+        })
+        .collect();
+    Check {
+        api_url: source.api_url.clone(),
+        auth: source.auth.name().to_string(),
+        endpoints,
+        works,
+    }
+}
+
 /// What `source check` says of one endpoint.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {

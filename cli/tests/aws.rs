@@ -1473,9 +1473,9 @@ fn an_api_tenant_is_pulled_by_the_pull_function_and_its_cursor_moves_when_the_ba
     // A day of changes, pulled as a delta from the cursor.
     {
         let mut p = provider.lock().expect("provider");
-        let users = p.records.get_mut("users").expect("users");
-        users[0]["givenName"] = serde_json::json!("Anna");
-        users[0]["dateLastModified"] = serde_json::json!("2099-01-01T00:00:00.000Z");
+        let ana = p.record("users", "tch-1");
+        ana["givenName"] = serde_json::json!("Anna");
+        ana["dateLastModified"] = serde_json::json!("2099-01-01T00:00:00.000Z");
         p.seen.clear();
     }
     let second: Value = serde_json::from_str(&on_aws(

@@ -268,12 +268,12 @@ fn a_delta_pull_asks_for_changes_since_the_cursor_and_the_cursor_moves_only_when
     {
         let mut p = provider.lock().expect("provider");
         let later = "2099-01-01T00:00:00.000Z";
-        let users = p.records.get_mut("users").expect("users");
-        users[0]["givenName"] = json!("Anna");
-        users[0]["dateLastModified"] = json!(later);
-        let enrollments = p.records.get_mut("enrollments").expect("enrollments");
-        enrollments[1]["status"] = json!("tobedeleted");
-        enrollments[1]["dateLastModified"] = json!(later);
+        let ana = p.record("users", "tch-1");
+        ana["givenName"] = json!("Anna");
+        ana["dateLastModified"] = json!(later);
+        let enrollment = p.record("enrollments", "enr-2");
+        enrollment["status"] = json!("tobedeleted");
+        enrollment["dateLastModified"] = json!(later);
         p.seen.clear();
     }
     // Archiving one enrollment in four is more than the tenant's guard lets through unseen: held.
@@ -349,9 +349,9 @@ fn a_delta_pull_asks_for_changes_since_the_cursor_and_the_cursor_moves_only_when
     // A held delta that ops reject leaves the cursor where it was, and nothing waits any more.
     {
         let mut p = provider.lock().expect("provider");
-        let enrollments = p.records.get_mut("enrollments").expect("enrollments");
-        enrollments[2]["status"] = json!("tobedeleted");
-        enrollments[2]["dateLastModified"] = json!("2099-01-02T00:00:00.000Z");
+        let enrollment = p.record("enrollments", "enr-3");
+        enrollment["status"] = json!("tobedeleted");
+        enrollment["dateLastModified"] = json!("2099-01-02T00:00:00.000Z");
     }
     let fourth = rollcall(&db, &["pull", "--tenant", "maple", "--format", "json"]);
     assert_eq!(fourth.status.code(), Some(3), "{}", text(&fourth));

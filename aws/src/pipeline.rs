@@ -116,6 +116,11 @@ fn unfinished(batch: &Batch) -> bool {
     )
 }
 
+/// Whether a batch was recorded (or last changed) less than `START_GRACE` ago.
+fn within_grace(batch: &Batch) -> bool {
+    batch.updated_at + START_GRACE.as_secs() > rollcall::model::now()
+}
+
 fn is_zip(key: &str) -> bool {
     key.to_ascii_lowercase().ends_with(".zip")
 }
@@ -340,9 +345,11 @@ impl<'a> Pipeline<'a> {
         match received {
             Received::Duplicate(done) => {
                 // Another delivery of an upload under way: its execution may never have started (the
-                // invocation that recorded the batch died before starting it). Starting it again is safe,
-                // as the execution is named after the batch.
+                // invocation that recorded the batch died before starting it). It is started now, unless it
+                // waited so long that a later batch may already have taken it for abandoned.
                 if done.status == SyncStatus::Planned
+                    && let Some(batch) = self.store.get_batch(&done.batch)?
+                    && self.awaits_start(&batch)?
                     && let Started::New(execution) = self.start(&tenant.id, &done.batch)?
                 {
                     tracing::info!(tenant = %tenant.id, batch = %done.batch, execution, "the batch's pipeline had not started; started now");
@@ -399,6 +406,32 @@ impl<'a> Pipeline<'a> {
         // Batches go in the order they arrived: an upload's execution that gets here first still waits for an
         // earlier one's (a newer roster must not be overwritten by an older one that merely started late).
         let batches = self.store.list_batches(&job.tenant)?;
+        match batches.iter().find(|b| b.id == job.batch) {
+            // An execution that started late finds its batch already ended (taken for abandoned): it must
+            // not plan or apply it over what came after.
+            Some(own) if own.status.is_final() => {
+                return Err(StepError::Refused(format!(
+                    "batch {} already ended ({}); send its bundle again to sync it",
+                    own.id,
+                    own.status.as_str()
+                )));
+            }
+            Some(_) => {}
+            None => {
+                if self.store.get_batch(&job.batch)?.is_none() {
+                    return Err(StepError::Refused(format!(
+                        "there is no batch {}",
+                        job.batch
+                    )));
+                }
+                // Recorded a moment ago and not yet in the tenant's history index (it catches up within
+                // seconds): the batches before it are not all known yet.
+                return Err(StepError::LeaseHeld(format!(
+                    "batch {} is not yet in tenant {}'s history",
+                    job.batch, job.tenant
+                )));
+            }
+        }
         let earlier = batches
             .iter()
             .take_while(|b| b.id != job.batch)
@@ -458,14 +491,35 @@ impl<'a> Pipeline<'a> {
     /// Whether an unfinished batch has no execution working on it any more: its execution ended, or it never
     /// got one within `START_GRACE` of being recorded (a batch recorded a moment ago is still being started).
     fn abandoned(&self, batch: &Batch) -> Result<bool, StepError> {
+        Ok(match self.execution_running(batch)? {
+            Some(running) => !running,
+            None => !self.state_machine_known() || !within_grace(batch),
+        })
+    }
+
+    /// Whether a validated batch never got an execution and may still get one (within `START_GRACE`).
+    fn awaits_start(&self, batch: &Batch) -> Result<bool, StepError> {
+        Ok(batch.status == BatchStatus::Validated
+            && self.state_machine_known()
+            && within_grace(batch)
+            && self.execution_running(batch)?.is_none())
+    }
+
+    fn state_machine_known(&self) -> bool {
+        self.aws.names.state_machine.is_some()
+    }
+
+    /// Whether the batch's execution runs; `None` when it has none (or the state machine is not known).
+    fn execution_running(&self, batch: &Batch) -> Result<Option<bool>, StepError> {
         let Some(machine) = self.aws.names.state_machine.as_deref() else {
-            return Ok(true);
+            return Ok(None);
         };
         let arn = crate::sfn::execution_arn(machine, &execution_name(&batch.id));
-        Ok(match self.aws.bridge.run(self.executions().state(&arn))? {
-            Some(state) => !state.running(),
-            None => batch.updated_at + START_GRACE.as_secs() <= rollcall::model::now(),
-        })
+        Ok(self
+            .aws
+            .bridge
+            .run(self.executions().state(&arn))?
+            .map(|state| state.running()))
     }
 
     /// Renews the execution's lease (every state does, so a live execution is never taken for dead).

@@ -184,7 +184,7 @@ impl Pipeline<'_> {
             settings,
             source,
             client,
-        } = self.reach(tenant_id)?;
+        } = self.reach(tenant_id, ClientOptions::default())?;
         let work = tempfile::tempdir().map_err(|e| StepError::Failed(e.to_string()))?;
         let dir = work.path().join("bundle");
         let options = PullOptions {
@@ -240,14 +240,14 @@ impl Pipeline<'_> {
     /// `source check` from where pulls run: each endpoint asked for one record with the tenant's secret (a
     /// district that lets only the vendor's addresses in answers here, not on an operator's laptop).
     pub fn check_source(&self, tenant_id: &str) -> Result<pull::Check, StepError> {
-        let Reach { source, client, .. } = self.reach(tenant_id)?;
+        let Reach { source, client, .. } = self.reach(tenant_id, ClientOptions::probe())?;
         let check = pull::check(&source, &client);
         tracing::info!(tenant = %tenant_id, works = check.works, "source checked");
         Ok(check)
     }
 
     /// An API tenant, its settings, and a client signed in with its secret.
-    fn reach(&self, tenant_id: &str) -> Result<Reach, StepError> {
+    fn reach(&self, tenant_id: &str, options: ClientOptions) -> Result<Reach, StepError> {
         let refused = |e: &dyn fmt::Display| StepError::Refused(format!("tenant {tenant_id}: {e}"));
         let tenant = self
             .store
@@ -268,8 +268,7 @@ impl Pipeline<'_> {
             key: secret.key.clone(),
             secret: secret.secret.clone(),
         };
-        let client =
-            Client::new(&source, credentials, ClientOptions::default()).map_err(|e| refused(&e))?;
+        let client = Client::new(&source, credentials, options).map_err(|e| refused(&e))?;
         Ok(Reach {
             tenant,
             settings,

@@ -110,6 +110,14 @@ fn run() -> Result<(), String> {
         &synced_db,
         &["sync", &bundle_arg, "--tenant", "bench", "--format", "json"],
     )?;
+    let synced: Value =
+        serde_json::from_str(&sync.stdout).map_err(|e| format!("sync's JSON: {e}"))?;
+    if synced["status"] != "applied" {
+        return Err(format!(
+            "the sync ended {}: {}",
+            synced["status"], sync.stdout
+        ));
+    }
 
     println!(
         "pull of a {users}-user district ({records} records) at page size {page_size}, {requests} requests"

@@ -234,6 +234,7 @@ fn client_for(
     db: &DbArgs,
     tenant_id: &str,
     store: &dyn TenantStore,
+    options: ClientOptions,
 ) -> anyhow::Result<(rollcall::model::Tenant, ApiSource, Client)> {
     let Some(tenant) = store.get_tenant(tenant_id)? else {
         bail!(rollcall::sync::SyncError::UnknownTenant(
@@ -246,13 +247,13 @@ fn client_for(
         );
     };
     let credentials = CredentialsFile::beside(&db.db).get(tenant_id)?;
-    let client = Client::new(&source, credentials, ClientOptions::default())?;
+    let client = Client::new(&source, credentials, options)?;
     Ok((tenant, source, client))
 }
 
 fn check(db: &DbArgs, args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let store = db.open_read()?;
-    let (_, source, client) = client_for(db, &args.tenant, &store)?;
+    let (_, source, client) = client_for(db, &args.tenant, &store, ClientOptions::probe())?;
     Ok(print_check(&pull::check(&source, &client)))
 }
 
@@ -274,7 +275,7 @@ pub(crate) fn print_check(check: &pull::Check) -> ExitCode {
 pub fn run_pull(db: &DbArgs, args: &PullArgs) -> anyhow::Result<ExitCode> {
     let store = db.open()?;
     let blobs = db.blobs();
-    let (tenant, source, client) = client_for(db, &args.tenant, &store)?;
+    let (tenant, source, client) = client_for(db, &args.tenant, &store, ClientOptions::default())?;
     if tenant.source != SourceKind::Api {
         bail!(
             "tenant {} takes SFTP uploads; `rollcall tenant set {} --source api` switches it to pulls",

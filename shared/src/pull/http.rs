@@ -43,6 +43,20 @@ impl Default for ClientOptions {
     }
 }
 
+impl ClientOptions {
+    /// For `source check`: one record an endpoint, so short bounds (seven endpoints stay well within a
+    /// Lambda's 15 minutes, and an operator waits seconds, not half an hour, for an unreachable host).
+    pub fn probe() -> ClientOptions {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(5),
+            response_timeout: Duration::from_secs(20),
+            attempts: 2,
+            total: Duration::from_secs(30),
+            ..ClientOptions::default()
+        }
+    }
+}
+
 /// A request that got no usable answer.
 #[derive(Debug, Error)]
 pub enum HttpError {
